@@ -1,0 +1,247 @@
+//! Records and settings shared by the probes (kernel side) and the profiler (userspace).
+//!
+//! Every struct that crosses the kernel/user boundary is defined once, here, `#[repr(C)]`
+//! and made only of fixed-size integers and arrays, so both sides agree on its layout.
+#![no_std]
+
+/// Payload bytes carried by one data record. A syscall that moved more is split into
+/// several records. A power of two, and small enough for a per-CPU map value (32 KiB max).
+pub const CHUNK_BYTES: usize = 16 * 1024;
+
+/// The most bytes copied from one syscall; the rest is counted but not copied.
+pub const MAX_BYTES_PER_SYSCALL: u64 = 64 * 1024;
+
+/// The most iovec segments walked for readv/writev/sendmsg/recvmsg.
+pub const MAX_IOVECS: u32 = 32;
+
+/// The most records one syscall can produce: enough for 64 KiB in full chunks, or for
+/// one record per iovec segment.
+pub const MAX_RECORDS_PER_SYSCALL: u32 = MAX_IOVECS + 4;
+
+pub const MAX_PID_FILTERS: usize = 16;
+pub const MAX_PORT_FILTERS: usize = 16;
+pub const COMM_LEN: usize = 16;
+
+/// The first bytes of every HTTP/1.x request (methods, cut to four bytes) and response.
+/// A connection whose first bytes match none of these is not copied.
+pub const HTTP_PREFIXES: [&[u8; 4]; 10] = [
+    b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"PATC", b"OPTI", b"CONN", b"TRAC", b"HTTP",
+];
+
+/// Whether `len` bytes at the start of `head` (a message start) can begin an HTTP/1.x
+/// message. Fewer than four bytes match on the prefix they have.
+#[inline(always)]
+pub fn looks_like_http(head: &[u8; 4], len: usize) -> bool {
+    if len == 0 {
+        return false;
+    }
+    let mut i = 0;
+    while i < HTTP_PREFIXES.len() {
+        let p = HTTP_PREFIXES[i];
+        let mut ok = true;
+        let mut j = 0;
+        while j < 4 {
+            if j < len && head[j] != p[j] {
+                ok = false;
+            }
+            j += 1;
+        }
+        if ok {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Offsets (in bytes) of the kernel struct fields the probes read, resolved by userspace
+/// from the running kernel's BTF at start-up: Rust probes cannot use CO-RE relocations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub file_private_data: u32,
+    pub inode_mode: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_protocol: u32,
+    pub sk_num: u32,
+    pub sk_dport: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+}
+
+/// Everything userspace tells the probes before they load, injected as the read-only
+/// global `CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeConfig {
+    pub offsets: KernelOffsets,
+    /// The profiler's own process, never captured.
+    pub self_tgid: u32,
+    pub pid_count: u32,
+    pub pids: [u32; MAX_PID_FILTERS],
+    pub port_count: u32,
+    pub ports: [u16; MAX_PORT_FILTERS],
+    /// Non-zero when `comm` holds a process name filter.
+    pub comm_filter: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ProbeConfig {
+    pub const fn empty() -> Self {
+        Self {
+            offsets: KernelOffsets {
+                task_files: 0,
+                files_fdt: 0,
+                fdtable_max_fds: 0,
+                fdtable_fd: 0,
+                file_inode: 0,
+                file_private_data: 0,
+                inode_mode: 0,
+                socket_type: 0,
+                socket_sk: 0,
+                sk_family: 0,
+                sk_protocol: 0,
+                sk_num: 0,
+                sk_dport: 0,
+                sk_daddr: 0,
+                sk_rcv_saddr: 0,
+                sk_v6_daddr: 0,
+                sk_v6_rcv_saddr: 0,
+            },
+            self_tgid: 0,
+            pid_count: 0,
+            pids: [0; MAX_PID_FILTERS],
+            port_count: 0,
+            ports: [0; MAX_PORT_FILTERS],
+            comm_filter: 0,
+            comm: [0; COMM_LEN],
+        }
+    }
+}
+
+/// What a ring-buffer record holds; the first field of every record.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Data = 1,
+    Close = 2,
+}
+
+pub const DIRECTION_SEND: u8 = 0;
+pub const DIRECTION_RECV: u8 = 1;
+
+/// Set on the last record of a syscall.
+pub const FLAG_LAST_CHUNK: u32 = 1;
+
+/// The fixed part of a data record; `data_len` payload bytes follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataHeader {
+    pub kind: u32,
+    pub flags: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    /// Changes each time the socket is (re)opened by accept or connect.
+    pub generation: u32,
+    /// The kernel's `struct sock` address: one connection end, shared by every fd and
+    /// process that holds it.
+    pub sock: u64,
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns) at the syscall's exit.
+    pub timestamp_ns: u64,
+    /// Position of this record's first byte in its direction's byte stream.
+    pub stream_pos: u64,
+    /// Bytes the whole syscall moved (its return value), copied or not.
+    pub syscall_bytes: u64,
+    /// Offset of this record's first byte within the syscall's bytes.
+    pub syscall_offset: u32,
+    pub data_len: u32,
+    pub direction: u8,
+    pub _pad: u8,
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 addresses in the first four bytes, network order.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A data record as the probe builds it in per-CPU scratch memory; only the header and
+/// `header.data_len` bytes of `data` go into the ring buffer.
+#[repr(C)]
+pub struct DataRecord {
+    pub header: DataHeader,
+    pub data: [u8; CHUNK_BYTES],
+}
+
+/// Sent when a process closes an fd that refers to a TCP socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CloseRecord {
+    pub kind: u32,
+    pub _pad: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    pub generation: u32,
+    pub sock: u64,
+    pub timestamp_ns: u64,
+    /// Stream positions reached at the close: lets userspace see lost trailing records.
+    pub send_end: u64,
+    pub recv_end: u64,
+}
+
+/// Indexes of the per-CPU counters in the `COUNTERS` map.
+pub mod counter {
+    /// Records put into the ring buffer.
+    pub const RECORDS: u32 = 0;
+    /// Records the ring buffer could not take.
+    pub const DROPPED: u32 = 1;
+    /// Syscalls on TCP sockets skipped because the connection is not HTTP.
+    pub const NOT_HTTP: u32 = 2;
+    /// Syscall bytes beyond MAX_BYTES_PER_SYSCALL or MAX_IOVECS, counted, not copied.
+    pub const UNCOPIED_BYTES: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: these are repr(C) structs of integers and integer arrays with no padding that
+    // is left uninitialised by the side that writes them (explicit _pad fields), so any bit
+    // pattern is valid and they can be copied as bytes.
+    unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_prefixes_match_requests_and_responses() {
+        assert!(looks_like_http(b"GET ", 4));
+        assert!(looks_like_http(b"HTTP", 4));
+        assert!(looks_like_http(b"POST", 4));
+        assert!(looks_like_http(b"G\0\0\0", 1));
+        assert!(!looks_like_http(b"\x16\x03\x01\x00", 4));
+        assert!(!looks_like_http(b"GETX", 4));
+        assert!(!looks_like_http(b"GET ", 0));
+    }
+
+    #[test]
+    fn records_have_the_layout_both_sides_expect() {
+        assert_eq!(core::mem::size_of::<DataHeader>() % 8, 0);
+        assert_eq!(core::mem::size_of::<CloseRecord>() % 8, 0);
+        assert_eq!(core::mem::offset_of!(DataRecord, data), core::mem::size_of::<DataHeader>());
+    }
+}

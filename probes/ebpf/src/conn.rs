@@ -1,0 +1,99 @@
+//! Per-connection state in the kernel: where each direction's byte stream stands, and
+//! whether the connection carries HTTP.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+
+use crate::{
+    kernel::{self, AF_INET, config, read},
+    maps::{CONNS, IGNORED, count},
+};
+use http_profiler_common::counter;
+
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ConnClass {
+    /// Opened by accept or connect while the probes ran: its first bytes decide.
+    Fresh = 0,
+    /// Already open when first seen: copy from the first syscall that starts like HTTP.
+    Midstream = 1,
+    Http = 2,
+    NotHttp = 3,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnState {
+    pub send_pos: u64,
+    pub recv_pos: u64,
+    pub generation: u32,
+    pub class: u32,
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+/// Starts a new state for `sock`, replacing whatever an earlier connection on the same
+/// kernel object left.
+#[inline(always)]
+pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
+    let o = config!(offsets);
+    let family: u16 = read(sock, o.sk_family)?;
+    let mut state = ConnState {
+        send_pos: 0,
+        recv_pos: 0,
+        // SAFETY: the helper has no preconditions. Microseconds tell apart two connections
+        // that reuse one kernel object.
+        generation: (unsafe { bpf_ktime_get_ns() } >> 10) as u32,
+        class: class as u32,
+        family,
+        local_port: read(sock, o.sk_num)?,
+        remote_port: u16::from_be(read(sock, o.sk_dport)?),
+        _pad: 0,
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+    };
+    if family == AF_INET {
+        let l: [u8; 4] = read(sock, o.sk_rcv_saddr)?;
+        let r: [u8; 4] = read(sock, o.sk_daddr)?;
+        state.local_addr[..4].copy_from_slice(&l);
+        state.remote_addr[..4].copy_from_slice(&r);
+    } else {
+        state.local_addr = read(sock, o.sk_v6_rcv_saddr)?;
+        state.remote_addr = read(sock, o.sk_v6_daddr)?;
+    }
+    CONNS.insert(&sock, &state, 0).ok()?;
+    Some(state.generation)
+}
+
+/// For a data syscall on `sock`: the connection's generation when its bytes may be
+/// copied, after the port filter, the HTTP classification and userspace's ignore list.
+#[inline(always)]
+pub fn conn_for_data(sock: u64) -> Option<u32> {
+    let state = match CONNS.get_ptr(&sock) {
+        // SAFETY: a valid map value pointer; fields are read by value.
+        Some(s) => unsafe { *s },
+        None => {
+            open_conn(sock, ConnClass::Midstream)?;
+            // SAFETY: as above.
+            unsafe { *CONNS.get_ptr(&sock)? }
+        }
+    };
+    if state.class == ConnClass::NotHttp as u32 {
+        count(counter::NOT_HTTP, 1);
+        return None;
+    }
+    if !kernel::ports_selected(state.local_port, state.remote_port) {
+        return None;
+    }
+    // SAFETY: the value is read by value.
+    if let Some(g) = unsafe { IGNORED.get(&sock) }
+        && *g == state.generation
+    {
+        count(counter::NOT_HTTP, 1);
+        return None;
+    }
+    Some(state.generation)
+}

@@ -1,0 +1,242 @@
+//! Copies what a syscall moved into ring-buffer records.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_probe_read_user as probe_read_user_raw,
+};
+use http_profiler_common::{
+    CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
+    MAX_RECORDS_PER_SYSCALL, RecordKind, counter, looks_like_http,
+};
+
+use crate::{
+    conn::{ConnClass, ConnState},
+    maps::{ArgKind, CONNS, EVENTS, SCRATCH, SavedArgs, count},
+};
+
+/// `struct msghdr` as user space passes it (LP64): msg_iov at 16, msg_iovlen at 24.
+const MSGHDR_IOV: u64 = 16;
+const MSGHDR_IOVLEN: u64 = 24;
+/// `struct iovec`: base pointer, then length.
+const IOVEC_SIZE: u64 = 16;
+
+#[inline(always)]
+fn read_user<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly on a bad one.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+/// The bytes a syscall moved, as a first buffer and/or an iovec array.
+struct Segments {
+    first_base: u64,
+    first_len: u64,
+    iov: u64,
+    iov_count: u64,
+}
+
+#[inline(always)]
+fn segments(args: &SavedArgs) -> Option<Segments> {
+    if args.kind == ArgKind::Buffer as u32 {
+        return Some(Segments { first_base: args.ptr, first_len: args.count, iov: 0, iov_count: 0 });
+    }
+    let (iov, iov_count) = if args.kind == ArgKind::Iovec as u32 {
+        (args.ptr, args.count)
+    } else {
+        (read_user::<u64>(args.ptr + MSGHDR_IOV)?, read_user::<u64>(args.ptr + MSGHDR_IOVLEN)?)
+    };
+    Some(Segments { first_base: 0, first_len: 0, iov, iov_count })
+}
+
+/// Classifies a connection on the first bytes of a syscall that starts a message.
+/// Returns whether this syscall's bytes are to be copied.
+#[inline(always)]
+fn classify(conn: &mut ConnState, seg: &Segments, moved: u64) -> bool {
+    if conn.class == ConnClass::Http as u32 {
+        return true;
+    }
+    let (base, len) = if seg.iov == 0 {
+        (seg.first_base, seg.first_len)
+    } else {
+        match read_user::<[u64; 2]>(seg.iov) {
+            Some([b, l]) => (b, l),
+            None => return false,
+        }
+    };
+    let mut n = if len < moved { len } else { moved };
+    if n > 4 {
+        n = 4;
+    }
+    let head: [u8; 4] = if n == 4 { read_user(base).unwrap_or([0; 4]) } else { head_bytes(base, n) };
+    if looks_like_http(&head, n as usize) {
+        conn.class = ConnClass::Http as u32;
+        return true;
+    }
+    if conn.class == ConnClass::Fresh as u32 {
+        conn.class = ConnClass::NotHttp as u32;
+    }
+    count(counter::NOT_HTTP, 1);
+    false
+}
+
+#[inline(always)]
+fn head_bytes(base: u64, n: u64) -> [u8; 4] {
+    let mut head = [0u8; 4];
+    let mut i = 0;
+    while i < 4 {
+        if (i as u64) < n {
+            head[i] = read_user::<u8>(base + i as u64).unwrap_or(0);
+        }
+        i += 1;
+    }
+    head
+}
+
+/// Emits the records for a data syscall that moved `moved` bytes.
+#[inline(always)]
+pub fn data(args: &SavedArgs, moved: u64, pid_tgid: u64) {
+    let Some(conn) = CONNS.get_ptr_mut(&args.sock) else {
+        return;
+    };
+    // SAFETY: a valid map value pointer, used for this one program run.
+    let conn = unsafe { &mut *conn };
+    if conn.generation != args.generation {
+        return;
+    }
+    let Some(seg) = segments(args) else {
+        return;
+    };
+    let send = args.direction == http_profiler_common::DIRECTION_SEND as u32;
+    let pos = if send { conn.send_pos } else { conn.recv_pos };
+    if send {
+        conn.send_pos = pos + moved;
+    } else {
+        conn.recv_pos = pos + moved;
+    }
+    if !classify(conn, &seg, moved) {
+        return;
+    }
+    let Some(rec) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch value is ours for this program run.
+    let rec = unsafe { &mut *rec };
+    let h = &mut rec.header;
+    h.kind = RecordKind::Data as u32;
+    h.tgid = (pid_tgid >> 32) as u32;
+    h.tid = pid_tgid as u32;
+    h.fd = args.fd;
+    h.generation = args.generation;
+    h.sock = args.sock;
+    // SAFETY: the helper has no preconditions.
+    h.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    h.syscall_bytes = moved;
+    h.direction = args.direction as u8;
+    h._pad = 0;
+    h.family = conn.family;
+    h.local_port = conn.local_port;
+    h.remote_port = conn.remote_port;
+    h.local_addr = conn.local_addr;
+    h.remote_addr = conn.remote_addr;
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+    let limit = if moved < MAX_BYTES_PER_SYSCALL { moved } else { MAX_BYTES_PER_SYSCALL };
+    let iov_count = if seg.iov_count < MAX_IOVECS as u64 { seg.iov_count } else { MAX_IOVECS as u64 };
+    let mut seg_base = seg.first_base;
+    let mut seg_left = seg.first_len;
+    let mut next_iov: u64 = 0;
+    let mut done: u64 = 0;
+    let mut i: u32 = 0;
+    while i < MAX_RECORDS_PER_SYSCALL {
+        i += 1;
+        if done >= limit {
+            break;
+        }
+        if seg_left == 0 {
+            if next_iov >= iov_count {
+                break;
+            }
+            let Some([base, len]) = read_user::<[u64; 2]>(seg.iov + next_iov * IOVEC_SIZE) else {
+                break;
+            };
+            next_iov += 1;
+            seg_base = base;
+            seg_left = len;
+            if seg_left == 0 {
+                continue;
+            }
+        }
+        let mut n = seg_left;
+        if n > limit - done {
+            n = limit - done;
+        }
+        if n > CHUNK_BYTES as u64 {
+            n = CHUNK_BYTES as u64;
+        }
+        let last = done + n >= limit
+            || (n == seg_left && next_iov >= iov_count)
+            || i == MAX_RECORDS_PER_SYSCALL;
+        rec.header.stream_pos = pos + done;
+        rec.header.syscall_offset = done as u32;
+        rec.header.data_len = n as u32;
+        rec.header.flags = if last { FLAG_LAST_CHUNK } else { 0 };
+        output_chunk(rec, seg_base, n);
+        seg_base += n;
+        seg_left -= n;
+        done += n;
+    }
+    if moved > done {
+        count(counter::UNCOPIED_BYTES, moved - done);
+    }
+}
+
+#[inline(always)]
+fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
+    let n = n & (2 * CHUNK_BYTES as u64 - 1);
+    if n > CHUNK_BYTES as u64 {
+        return;
+    }
+    // SAFETY: `n` is at most the size of `rec.data`.
+    let r = unsafe {
+        probe_read_user_raw(rec.data.as_mut_ptr().cast(), n as u32, src as *const core::ffi::c_void)
+    };
+    if r != 0 {
+        count(counter::DROPPED, 1);
+        return;
+    }
+    let len = core::mem::size_of::<DataHeader>() + n as usize;
+    // SAFETY: the header and `n` payload bytes lie inside `rec`.
+    let bytes = unsafe { core::slice::from_raw_parts((rec as *const http_profiler_common::DataRecord).cast::<u8>(), len) };
+    match EVENTS.output::<[u8]>(bytes, 0) {
+        Ok(()) => count(counter::RECORDS, 1),
+        Err(_) => count(counter::DROPPED, 1),
+    }
+}
+
+/// Tells userspace that a process closed its fd for an HTTP connection.
+#[inline(always)]
+pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
+    let Some(state) = CONNS.get_ptr(&sock) else {
+        return;
+    };
+    // SAFETY: read by value from a valid map value pointer.
+    let state = unsafe { *state };
+    if state.class != ConnClass::Http as u32 {
+        return;
+    }
+    let rec = CloseRecord {
+        kind: RecordKind::Close as u32,
+        _pad: 0,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        fd,
+        generation: state.generation,
+        sock,
+        // SAFETY: the helper has no preconditions.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        send_end: state.send_pos,
+        recv_end: state.recv_pos,
+    };
+    match EVENTS.output::<CloseRecord>(&rec, 0) {
+        Ok(()) => count(counter::RECORDS, 1),
+        Err(_) => count(counter::DROPPED, 1),
+    }
+}

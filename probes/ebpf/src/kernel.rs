@@ -1,0 +1,133 @@
+//! Reads of kernel memory: the process filters and the walk from an fd to its TCP socket.
+//! Every struct offset comes from userspace (the running kernel's BTF) through `CONFIG`.
+
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task};
+use http_profiler_common::{MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
+
+/// Filled in by userspace before load (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+pub(crate) static CONFIG: ProbeConfig = ProbeConfig::empty();
+
+/// Reads a field of `CONFIG`. The volatile read stops the compiler from folding in the
+/// all-zero value it sees at build time.
+macro_rules! config {
+    ($($field:tt)+) => {
+        // SAFETY: CONFIG is a plain static; the pointer is valid and aligned.
+        unsafe { core::ptr::read_volatile(&raw const $crate::kernel::CONFIG.$($field)+) }
+    };
+}
+pub(crate) use config;
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const SOCK_STREAM: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+
+#[inline(always)]
+pub fn read<T>(base: u64, offset: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly on a bad one.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
+
+/// Whether a process passes the `--pid`/`--comm` filters; the profiler itself never does.
+#[inline(always)]
+pub fn process_selected(tgid: u32) -> bool {
+    if tgid == config!(self_tgid) {
+        return false;
+    }
+    let n = config!(pid_count) as usize;
+    if n > 0 {
+        let mut found = false;
+        let mut i = 0;
+        while i < MAX_PID_FILTERS {
+            if i < n && config!(pids[i]) == tgid {
+                found = true;
+            }
+            i += 1;
+        }
+        if !found {
+            return false;
+        }
+    }
+    if config!(comm_filter) != 0 {
+        let Ok(comm) = bpf_get_current_comm() else {
+            return false;
+        };
+        let mut i = 0;
+        while i < comm.len() {
+            if comm[i] != config!(comm[i]) {
+                return false;
+            }
+            if comm[i] == 0 {
+                break;
+            }
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Whether a connection passes the `--port` filter (either end's port).
+#[inline(always)]
+pub fn ports_selected(local: u16, remote: u16) -> bool {
+    let n = config!(port_count) as usize;
+    if n == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < MAX_PORT_FILTERS {
+        if i < n {
+            let p = config!(ports[i]);
+            if p == local || p == remote {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The `struct sock` behind `fd` in the current process, if it is a TCP socket over IPv4
+/// or IPv6: task->files->fdt->fd[fd]->(inode is a socket)->private_data(socket)->sk.
+#[inline(always)]
+pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the helper returns the current task's address; it is only read through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, config!(offsets.task_files))?;
+    let fdt: u64 = read(files, config!(offsets.files_fdt))?;
+    let max_fds: u32 = read(fdt, config!(offsets.fdtable_max_fds))?;
+    if fd as u32 >= max_fds {
+        return None;
+    }
+    let fd_array: u64 = read(fdt, config!(offsets.fdtable_fd))?;
+    let file: u64 = read(fd_array, fd as u32 * 8)?;
+    if file == 0 {
+        return None;
+    }
+    let inode: u64 = read(file, config!(offsets.file_inode))?;
+    let mode: u16 = read(inode, config!(offsets.inode_mode))?;
+    if mode & S_IFMT != S_IFSOCK {
+        return None;
+    }
+    let socket: u64 = read(file, config!(offsets.file_private_data))?;
+    let sock_type: u16 = read(socket, config!(offsets.socket_type))?;
+    if sock_type != SOCK_STREAM {
+        return None;
+    }
+    let sk: u64 = read(socket, config!(offsets.socket_sk))?;
+    let family: u16 = read(sk, config!(offsets.sk_family))?;
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let protocol: u16 = read(sk, config!(offsets.sk_protocol))?;
+    if protocol != IPPROTO_TCP {
+        return None;
+    }
+    Some(sk)
+}

@@ -1,0 +1,204 @@
+//! The kernel side of http-profiler: syscall tracepoints that copy the payload of TCP
+//! sockets carrying HTTP into a ring buffer.
+//!
+//! Enter hooks decide cheaply whether a syscall matters (filters, "is this fd a TCP
+//! socket", "is this connection HTTP") and save its arguments per thread; the one exit
+//! hook copies what the syscall really moved, bounded by its return value.
+#![no_std]
+#![no_main]
+
+mod conn;
+mod emit;
+mod kernel;
+mod maps;
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND};
+
+use crate::{
+    conn::{ConnClass, open_conn},
+    maps::{ARGS, ArgKind, SavedArgs},
+};
+
+/// Syscall tracepoint records: after the 8-byte common header and the syscall number, each
+/// argument (enter) or the return value (exit) takes 8 bytes. This layout is the same on
+/// every kernel and architecture since syscall tracepoints exist.
+const ARG0: usize = 16;
+const RET: usize = 16;
+
+const MSG_PEEK: u64 = 2;
+const EINPROGRESS: i64 = 115;
+
+#[inline(always)]
+fn arg<T>(ctx: &TracePointContext, i: usize) -> Option<T> {
+    // SAFETY: the offset lies inside the tracepoint record, which holds six arguments.
+    unsafe { ctx.read_at::<T>(ARG0 + 8 * i) }.ok()
+}
+
+#[inline(always)]
+fn ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: every sys_exit record holds the return value at RET.
+    unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1)
+}
+
+/// Saves a data syscall's arguments for the exit hook when the fd is a TCP socket of a
+/// selected process whose connection may carry HTTP.
+#[inline(always)]
+fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
+    let (Some(fd), Some(ptr), Some(count)) = (arg::<u64>(ctx, 0), arg::<u64>(ctx, 1), arg::<u64>(ctx, 2))
+    else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) else {
+        return 0;
+    };
+    let Some(conn) = conn::conn_for_data(sock) else {
+        return 0;
+    };
+    let args = SavedArgs {
+        kind: kind as u32,
+        direction: direction as u32,
+        fd: fd as i32,
+        _pad: 0,
+        ptr,
+        count,
+        sock,
+        generation: conn,
+    };
+    let _ = ARGS.insert(&pid_tgid, &args, 0);
+    0
+}
+
+macro_rules! data_enter {
+    ($name:ident, $kind:expr, $direction:expr) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            save_data_args(&ctx, $kind, $direction)
+        }
+    };
+    ($name:ident, $kind:expr, $direction:expr, peek_flags_arg = $flags:expr) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
+            if arg::<u64>(&ctx, $flags).unwrap_or(0) & MSG_PEEK != 0 {
+                return 0;
+            }
+            save_data_args(&ctx, $kind, $direction)
+        }
+    };
+}
+
+data_enter!(enter_read, ArgKind::Buffer, DIRECTION_RECV);
+data_enter!(enter_write, ArgKind::Buffer, DIRECTION_SEND);
+data_enter!(enter_readv, ArgKind::Iovec, DIRECTION_RECV);
+data_enter!(enter_writev, ArgKind::Iovec, DIRECTION_SEND);
+data_enter!(enter_sendto, ArgKind::Buffer, DIRECTION_SEND);
+data_enter!(enter_recvfrom, ArgKind::Buffer, DIRECTION_RECV, peek_flags_arg = 3);
+data_enter!(enter_sendmsg, ArgKind::Msghdr, DIRECTION_SEND);
+data_enter!(enter_recvmsg, ArgKind::Msghdr, DIRECTION_RECV, peek_flags_arg = 2);
+
+/// The exit of every data syscall: copies what it moved.
+#[tracepoint]
+pub fn exit_data(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(args) = (unsafe { ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = ARGS.remove(&pid_tgid);
+    let moved = ret(&ctx);
+    if moved > 0 {
+        emit::data(&args, moved as u64, pid_tgid);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn enter_connect(ctx: TracePointContext) -> u32 {
+    let Some(fd) = arg::<u64>(&ctx, 0) else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let args = SavedArgs {
+        kind: ArgKind::Connect as u32,
+        direction: 0,
+        fd: fd as i32,
+        _pad: 0,
+        ptr: 0,
+        count: 0,
+        sock: 0,
+        generation: 0,
+    };
+    let _ = ARGS.insert(&pid_tgid, &args, 0);
+    0
+}
+
+#[tracepoint]
+pub fn exit_connect(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(args) = (unsafe { ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = ARGS.remove(&pid_tgid);
+    let r = ret(&ctx);
+    // A non-blocking connect returns EINPROGRESS with the addresses already chosen.
+    if (r == 0 || r == -EINPROGRESS)
+        && args.kind == ArgKind::Connect as u32
+        && let Some(sock) = kernel::tcp_sock_of_fd(args.fd)
+    {
+        open_conn(sock, ConnClass::Fresh);
+    }
+    0
+}
+
+/// accept and accept4 return the new connection's fd.
+#[tracepoint]
+pub fn exit_accept(ctx: TracePointContext) -> u32 {
+    let fd = ret(&ctx);
+    if fd < 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    if let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) {
+        open_conn(sock, ConnClass::Fresh);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn enter_close(ctx: TracePointContext) -> u32 {
+    let Some(fd) = arg::<u64>(&ctx, 0) else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    if let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) {
+        emit::close(sock, fd as i32, pid_tgid);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

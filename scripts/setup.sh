@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need on a fresh Debian or Ubuntu machine.
+# Idempotent: every step checks first, so a second run does nothing and takes seconds.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        log "must run as root to install packages (try: sudo make setup)"
+        exit 2
+    fi
+}
+
+# Debian packages: bpftool for the tests' program checks, curl as a test peer,
+# python3 for the integration tests and the test peers.
+APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc)
+
+missing_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$p")
+done
+if [ ${#missing_apt[@]} -gt 0 ]; then
+    need_root
+    log "installing Debian packages: ${missing_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+    log "rustup is missing: install it from your distribution or rustup.rs, then run make setup again"
+    exit 2
+fi
+
+# The probe crate is built with nightly (-Z build-std=core for bpfel-unknown-none).
+if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+    log "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly
+fi
+for c in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+        log "adding $c to the default toolchain"
+        rustup component add "$c"
+    fi
+done
+
+# bpf-linker must link the same LLVM major version as the rustc that compiles the probe.
+# No packaged LLVM matches rustc's, but every rustup toolchain ships its own libLLVM,
+# which bpf-linker links dynamically.
+BPF_LINKER_VERSION=0.13.0
+sysroot=$(rustc +nightly --print sysroot)
+llvm_major=$(rustc +nightly -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+llvm_prefix=/opt/rust-llvm-$llvm_major
+libllvm=$(ls "$sysroot"/lib/libLLVM.so.* 2>/dev/null | head -n1 || true)
+if [ -z "$libllvm" ]; then
+    log "no libLLVM in $sysroot/lib: run 'rustup component add llvm-tools --toolchain nightly' and retry"
+    exit 2
+fi
+
+linker_ok() {
+    command -v bpf-linker >/dev/null 2>&1 || return 1
+    bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" || return 1
+    [ -f "$llvm_prefix/.built-for" ] && [ "$(cat "$llvm_prefix/.built-for")" = "$libllvm" ]
+}
+
+if ! linker_ok; then
+    need_root
+    log "building bpf-linker $BPF_LINKER_VERSION against rustc's LLVM $llvm_major (a few minutes)"
+    mkdir -p "$llvm_prefix/lib"
+    ln -sf "$libllvm" "$llvm_prefix/lib/"
+    ln -sf "$libllvm" "$llvm_prefix/lib/libLLVM.so"
+    LLVM_PREFIX=$llvm_prefix cargo install --locked --force bpf-linker --version "$BPF_LINKER_VERSION" \
+        --no-default-features --features "llvm-$llvm_major"
+    echo "$libllvm" >"$llvm_prefix/.built-for"
+fi
+
+# aya attaches tracepoints through tracefs, which is not mounted on every machine.
+if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then
+    log "mounting tracefs on /sys/kernel/tracing"
+    mount -t tracefs nodev /sys/kernel/tracing || log "could not mount tracefs (the profiler will say so)"
+fi
+
+log "ready"

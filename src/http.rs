@@ -1,0 +1,566 @@
+//! Incremental HTTP/1.x parsing of one direction of one connection.
+//!
+//! Bytes arrive in whatever pieces the syscalls moved, with gaps where records were lost
+//! or not copied. The parser finds message heads (httparse), frames bodies by
+//! Content-Length, chunked coding or connection close, decodes chunked bodies, and hands
+//! each finished message to a [`MessageSink`]. It never panics on any input and keeps at
+//! most `Limits` bytes per message.
+
+use crate::chunked::{ChunkedDecoder, ChunkedStep};
+
+/// Per-message memory bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Decoded body bytes kept per message.
+    pub max_body: usize,
+    /// Wire bytes kept per message for `raw_payload`.
+    pub max_raw: usize,
+    /// The largest message head (start line and headers) accepted.
+    pub max_head: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body: 16 * 1024, max_raw: 4096, max_head: 64 * 1024 }
+    }
+}
+
+/// Who made the syscall that moved some bytes, and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkMeta {
+    pub timestamp_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: String, url: String },
+    Response { status: u16, reason: String },
+}
+
+/// Why a message was written before it was complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incomplete {
+    /// The connection closed before the message ended.
+    Closed,
+    /// Bytes of the message were not captured and its framing was lost.
+    Gap,
+    /// Nothing more arrived for the message within the timeout.
+    Timeout,
+    /// The profiler stopped before the message ended.
+    Shutdown,
+    /// The head was malformed or larger than the limit.
+    BadHead,
+}
+
+impl Incomplete {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Incomplete::Closed => "closed",
+            Incomplete::Gap => "gap",
+            Incomplete::Timeout => "timeout",
+            Incomplete::Shutdown => "shutdown",
+            Incomplete::BadHead => "bad_head",
+        }
+    }
+}
+
+/// One HTTP message, complete or cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+    pub headers: Vec<(String, String)>,
+    pub trailers: Vec<(String, String)>,
+    /// Decoded body, at most `Limits::max_body` bytes.
+    pub body: Vec<u8>,
+    /// Decoded body bytes in all, kept or not.
+    pub body_len: u64,
+    pub body_truncated: bool,
+    /// The message as on the wire, at most `Limits::max_raw` bytes.
+    pub raw: Vec<u8>,
+    /// Wire bytes of the whole message, captured or not.
+    pub wire_bytes: u64,
+    pub first: ChunkMeta,
+    pub last_timestamp_ns: u64,
+    pub incomplete: Option<Incomplete>,
+    /// Some of the message's bytes were never captured.
+    pub capture_gap: bool,
+}
+
+impl Message {
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+}
+
+/// Receives what the parser finds; implemented by the pairing stage.
+pub trait MessageSink {
+    /// The method of the request the next response answers, if known: a response to
+    /// HEAD has no body, and a 2xx response to CONNECT starts a tunnel.
+    fn pending_request_method(&self) -> Option<&str>;
+    /// A request head was parsed; its response may start before the body ends
+    /// (`Expect: 100-continue`).
+    fn request_started(&mut self, method: &str, url: &str);
+    fn message(&mut self, message: Message);
+}
+
+#[derive(Debug)]
+enum Body {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Looking for a message head; `synced` is false after garbage or a gap, when the
+    /// next head may start anywhere.
+    Head { synced: bool },
+    Body { message: Box<Message>, body: Body },
+    /// The connection switched to another protocol (101, CONNECT): nothing more is HTTP.
+    Done,
+}
+
+pub struct Parser {
+    limits: Limits,
+    state: State,
+    /// Bytes of a head not yet complete.
+    head: Vec<u8>,
+    head_meta: ChunkMeta,
+    head_gap: bool,
+    /// Set after a 101 or a CONNECT tunnel: the connection is no longer HTTP.
+    switched: bool,
+}
+
+const MAX_HEADERS: usize = 256;
+
+/// The method tokens the parser accepts as the start of a request.
+const METHODS: [&[u8]; 9] =
+    [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ", b"CONNECT ", b"TRACE "];
+
+/// Whether `buf` can be the start of an HTTP/1.x message (as far as it goes).
+pub fn starts_like_message(buf: &[u8]) -> bool {
+    METHODS.iter().chain([&&b"HTTP/1."[..]]).any(|p| {
+        let n = p.len().min(buf.len());
+        buf[..n] == p[..n]
+    })
+}
+
+impl Parser {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Head { synced: true },
+            head: Vec::new(),
+            head_meta: ChunkMeta::default(),
+            head_gap: false,
+            switched: false,
+        }
+    }
+
+    /// Whether the connection left HTTP (101 Switching Protocols, a CONNECT tunnel).
+    pub fn switched_protocols(&self) -> bool {
+        self.switched
+    }
+
+    /// Whether a message has started and not yet been written.
+    pub fn in_message(&self) -> bool {
+        matches!(self.state, State::Body { .. }) || !self.head.is_empty()
+    }
+
+    pub fn feed(&mut self, mut bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) {
+        while !bytes.is_empty() {
+            let used = match &mut self.state {
+                State::Done => return,
+                State::Head { .. } => self.feed_head(bytes, meta, sink),
+                State::Body { .. } => self.feed_body(bytes, meta, sink),
+            };
+            bytes = &bytes[used..];
+        }
+    }
+
+    /// `len` bytes of this direction were not captured.
+    pub fn gap(&mut self, len: u64, sink: &mut dyn MessageSink) {
+        if len == 0 {
+            return;
+        }
+        match &mut self.state {
+            State::Done => {}
+            State::Head { synced } => {
+                *synced = false;
+                if !self.head.is_empty() {
+                    self.head_gap = true;
+                    self.flush_head(Incomplete::Gap, sink);
+                }
+            }
+            State::Body { message, body } => {
+                message.capture_gap = true;
+                message.body_truncated = true;
+                message.wire_bytes += len;
+                match body {
+                    Body::Length(remaining) if *remaining > len => {
+                        *remaining -= len;
+                        message.body_len += len;
+                    }
+                    Body::Length(remaining) => {
+                        // The gap ran past this message's end: what follows is unknown.
+                        message.wire_bytes -= len - *remaining;
+                        message.body_len += *remaining;
+                        self.finish_body(None, sink);
+                        self.state = State::Head { synced: false };
+                    }
+                    Body::UntilClose => message.body_len += len,
+                    Body::Chunked(_) => {
+                        self.finish_body(Some(Incomplete::Gap), sink);
+                        self.state = State::Head { synced: false };
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connection closed (or the profiler stops, or the message timed out): write
+    /// what is in progress.
+    pub fn end(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
+        match &self.state {
+            State::Body { body: Body::UntilClose, .. } if why == Incomplete::Closed => {
+                self.finish_body(None, sink);
+            }
+            State::Body { .. } => self.finish_body(Some(why), sink),
+            State::Head { .. } => self.flush_head(why, sink),
+            State::Done => {}
+        }
+        if !matches!(self.state, State::Done) {
+            self.state = State::Head { synced: why != Incomplete::Timeout };
+        }
+    }
+
+    fn feed_head(&mut self, bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) -> usize {
+        let State::Head { synced } = &mut self.state else { return 0 };
+        if self.head.is_empty() {
+            // Between messages: skip what cannot start one (a stray CRLF after a body is
+            // allowed by RFC 9112; anything else is garbage or the tail of a lost message).
+            let start = if *synced { skip_crlf(bytes) } else { find_message_start(bytes) };
+            let Some(start) = start else { return bytes.len() };
+            if start > 0 {
+                return start;
+            }
+            if !starts_like_message(bytes) {
+                *synced = false;
+                return find_message_start(&bytes[1..]).map_or(bytes.len(), |i| i + 1);
+            }
+            self.head_meta = meta;
+        }
+        let before = self.head.len();
+        let take = bytes.len().min(self.limits.max_head + 4 - before.min(self.limits.max_head));
+        self.head.extend_from_slice(&bytes[..take]);
+        match find_head_end(&self.head, before) {
+            Some(end) => {
+                let used = end - before;
+                self.head.truncate(end);
+                self.parse_head(meta, sink);
+                used
+            }
+            None if self.head.len() > self.limits.max_head => {
+                self.flush_head(Incomplete::BadHead, sink);
+                self.state = State::Head { synced: false };
+                take
+            }
+            None => {
+                if !starts_like_message(&self.head) {
+                    self.head.clear();
+                    self.state = State::Head { synced: false };
+                }
+                take
+            }
+        }
+    }
+
+    fn parse_head(&mut self, meta: ChunkMeta, sink: &mut dyn MessageSink) {
+        let head = std::mem::take(&mut self.head);
+        let gap = std::mem::take(&mut self.head_gap);
+        let Some(parsed) = parse_head(&head) else {
+            self.state = State::Head { synced: false };
+            return;
+        };
+        let mut message = Message {
+            start: parsed.start,
+            version_minor: parsed.version_minor,
+            headers: parsed.headers,
+            trailers: Vec::new(),
+            body: Vec::new(),
+            body_len: 0,
+            body_truncated: false,
+            raw: head[..head.len().min(self.limits.max_raw)].to_vec(),
+            wire_bytes: head.len() as u64,
+            first: self.head_meta,
+            last_timestamp_ns: meta.timestamp_ns,
+            incomplete: None,
+            capture_gap: gap,
+        };
+        let body = match &message.start {
+            StartLine::Request { method, url } => {
+                sink.request_started(method, url);
+                request_body(&message.headers)
+            }
+            StartLine::Response { status, .. } => {
+                let method = sink.pending_request_method();
+                let tunnel = *status == 101
+                    || (method == Some("CONNECT") && (200..300).contains(status));
+                if tunnel {
+                    self.switched = true;
+                }
+                response_body(*status, method, &message.headers)
+            }
+        };
+        match body {
+            Body::Length(0) => {
+                message.last_timestamp_ns = meta.timestamp_ns;
+                sink.message(message);
+                self.state =
+                    if self.switched { State::Done } else { State::Head { synced: true } };
+            }
+            body => self.state = State::Body { message: Box::new(message), body },
+        }
+    }
+
+    fn feed_body(&mut self, bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) -> usize {
+        let State::Body { message, body } = &mut self.state else { return 0 };
+        let limits = self.limits;
+        message.last_timestamp_ns = meta.timestamp_ns;
+        let (used, done) = match body {
+            Body::Length(remaining) => {
+                let n = (*remaining).min(bytes.len() as u64) as usize;
+                keep_body(message, &bytes[..n], limits);
+                *remaining -= n as u64;
+                (n, *remaining == 0)
+            }
+            Body::UntilClose => {
+                keep_body(message, bytes, limits);
+                (bytes.len(), false)
+            }
+            Body::Chunked(decoder) => {
+                let mut used = 0;
+                let mut done = false;
+                let mut bad = false;
+                while used < bytes.len() && !done && !bad {
+                    match decoder.step(&bytes[used..]) {
+                        ChunkedStep::Data { consumed, data } => {
+                            let range = used + data.start..used + data.end;
+                            keep_body_decoded(message, &bytes[range], limits);
+                            used += consumed;
+                        }
+                        ChunkedStep::Framing { consumed } => used += consumed,
+                        ChunkedStep::Trailer { consumed, name, value } => {
+                            message.trailers.push((name, value));
+                            used += consumed;
+                        }
+                        ChunkedStep::End { consumed } => {
+                            used += consumed;
+                            done = true;
+                        }
+                        ChunkedStep::Invalid => bad = true,
+                    }
+                }
+                keep_raw(message, &bytes[..used], limits);
+                message.wire_bytes += used as u64;
+                if bad {
+                    self.finish_body(Some(Incomplete::BadHead), sink);
+                    self.state = State::Head { synced: false };
+                    return used.max(1).min(bytes.len());
+                }
+                (used, done)
+            }
+        };
+        if done {
+            self.finish_body(None, sink);
+        }
+        used
+    }
+
+    fn finish_body(&mut self, why: Option<Incomplete>, sink: &mut dyn MessageSink) {
+        let state = std::mem::replace(
+            &mut self.state,
+            if self.switched { State::Done } else { State::Head { synced: true } },
+        );
+        if let State::Body { mut message, .. } = state {
+            message.incomplete = why;
+            if why.is_some() {
+                message.body_truncated = true;
+            }
+            sink.message(*message);
+        }
+    }
+
+    /// Writes a head that never completed, if it at least has a start line.
+    fn flush_head(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
+        let head = std::mem::take(&mut self.head);
+        let gap = std::mem::take(&mut self.head_gap);
+        let Some(start) = partial_start_line(&head) else { return };
+        sink.message(Message {
+            start,
+            version_minor: 1,
+            headers: Vec::new(),
+            trailers: Vec::new(),
+            body: Vec::new(),
+            body_len: 0,
+            body_truncated: false,
+            raw: head[..head.len().min(self.limits.max_raw)].to_vec(),
+            wire_bytes: head.len() as u64,
+            first: self.head_meta,
+            last_timestamp_ns: self.head_meta.timestamp_ns,
+            incomplete: Some(why),
+            capture_gap: gap || why == Incomplete::Gap,
+        });
+    }
+}
+
+fn keep_body(message: &mut Message, bytes: &[u8], limits: Limits) {
+    keep_body_decoded(message, bytes, limits);
+    keep_raw(message, bytes, limits);
+    message.wire_bytes += bytes.len() as u64;
+}
+
+fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
+    let room = limits.max_body.saturating_sub(message.body.len());
+    if bytes.len() > room {
+        message.body_truncated = true;
+    }
+    message.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    message.body_len += bytes.len() as u64;
+}
+
+fn keep_raw(message: &mut Message, bytes: &[u8], limits: Limits) {
+    let room = limits.max_raw.saturating_sub(message.raw.len());
+    message.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+fn skip_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b != b'\r' && b != b'\n')
+}
+
+/// The first position in `bytes` where a message may start: at 0, or after a line end.
+pub fn find_message_start(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find(|&i| {
+        (i == 0 || bytes[i - 1] == b'\n') && bytes[i] != b'\r' && bytes[i] != b'\n' && starts_like_message(&bytes[i..])
+    })
+}
+
+/// The end of the head (just past the blank line), searching from near `from`.
+fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    head[start..].windows(4).position(|w| w == b"\r\n\r\n").map(|i| start + i + 4).or_else(|| {
+        // Bare LF line ends are tolerated by RFC 9112 section 2.2.
+        let start = from.saturating_sub(1);
+        head[start..].windows(2).position(|w| w == b"\n\n").map(|i| start + i + 2)
+    })
+}
+
+struct ParsedHead {
+    start: StartLine,
+    version_minor: u8,
+    headers: Vec<(String, String)>,
+}
+
+fn parse_head(head: &[u8]) -> Option<ParsedHead> {
+    let mut storage = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    if head.starts_with(b"HTTP/") {
+        let mut res = httparse::Response::new(&mut storage);
+        match res.parse(head) {
+            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
+                start: StartLine::Response {
+                    status: res.code?,
+                    reason: res.reason.unwrap_or_default().to_string(),
+                },
+                version_minor: res.version?,
+                headers: collect_headers(res.headers),
+            }),
+            _ => None,
+        }
+    } else {
+        let mut req = httparse::Request::new(&mut storage);
+        match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
+                start: StartLine::Request {
+                    method: req.method?.to_string(),
+                    url: req.path?.to_string(),
+                },
+                version_minor: req.version?,
+                headers: collect_headers(req.headers),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn partial_start_line(head: &[u8]) -> Option<StartLine> {
+    let line_end = head.iter().position(|&b| b == b'\n')?;
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+    if a.starts_with("HTTP/") {
+        Some(StartLine::Response { status: b.parse().ok()?, reason: c.to_string() })
+    } else if starts_like_message(head) {
+        Some(StartLine::Request { method: a.to_string(), url: b.to_string() })
+    } else {
+        None
+    }
+}
+
+fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .take_while(|h| !h.name.is_empty())
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> impl Iterator<Item = &'a str> {
+    let name = name.to_string();
+    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, v)| v.as_str())
+}
+
+fn is_chunked(headers: &[(String, String)]) -> bool {
+    header(headers, "transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .last()
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+fn content_length(headers: &[(String, String)]) -> Option<Result<u64, ()>> {
+    let v = header(headers, "content-length").next()?;
+    Some(v.trim().parse::<u64>().map_err(|_| ()))
+}
+
+/// RFC 9112 section 6.3, for requests: chunked, else Content-Length, else no body.
+fn request_body(headers: &[(String, String)]) -> Body {
+    if is_chunked(headers) {
+        Body::Chunked(ChunkedDecoder::default())
+    } else {
+        match content_length(headers) {
+            Some(Ok(n)) => Body::Length(n),
+            // An invalid length cannot be framed; the head is kept, the rest resyncs.
+            Some(Err(())) | None => Body::Length(0),
+        }
+    }
+}
+
+/// RFC 9112 section 6.3, for responses.
+fn response_body(status: u16, request_method: Option<&str>, headers: &[(String, String)]) -> Body {
+    if (100..200).contains(&status) || status == 204 || status == 304 || request_method == Some("HEAD") {
+        return Body::Length(0);
+    }
+    if request_method == Some("CONNECT") && (200..300).contains(&status) {
+        return Body::Length(0);
+    }
+    if is_chunked(headers) {
+        return Body::Chunked(ChunkedDecoder::default());
+    }
+    match content_length(headers) {
+        Some(Ok(n)) => Body::Length(n),
+        Some(Err(())) | None => Body::UntilClose,
+    }
+}
