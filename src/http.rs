@@ -564,3 +564,7 @@ fn response_body(status: u16, request_method: Option<&str>, headers: &[(String, 
         Some(Err(())) | None => Body::UntilClose,
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

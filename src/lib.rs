@@ -7,3 +7,5 @@
 
 pub mod chunked;
 pub mod http;
+pub mod pairing;
+pub mod stream;

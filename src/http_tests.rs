@@ -1,0 +1,272 @@
+//! Unit tests of the HTTP/1.x parser, with the pairing stage as its sink.
+
+use super::*;
+use crate::pairing::{Paired, Pairing};
+
+/// One connection end: a parser per direction sharing one pairing queue.
+struct Conn {
+    requests: Parser,
+    responses: Parser,
+    pairing: Pairing,
+    out: Vec<Paired>,
+    clock: u64,
+}
+
+impl Conn {
+    fn new(limits: Limits) -> Self {
+        Self { requests: Parser::new(limits), responses: Parser::new(limits), pairing: Pairing::default(), out: Vec::new(), clock: 0 }
+    }
+    fn meta(&mut self) -> ChunkMeta {
+        self.clock += 1_000_000;
+        ChunkMeta { timestamp_ns: self.clock, tgid: 7, tid: 8 }
+    }
+    fn req(&mut self, bytes: &[u8]) {
+        let meta = self.meta();
+        self.requests.feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
+    }
+    fn resp(&mut self, bytes: &[u8]) {
+        let meta = self.meta();
+        self.responses.feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
+    }
+    fn close(&mut self) {
+        self.requests.end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
+        self.responses.end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
+    }
+    fn messages(&self) -> Vec<&Message> {
+        self.out.iter().map(|p| &p.message).collect()
+    }
+}
+
+fn request(m: &Message) -> (&str, &str) {
+    match &m.start {
+        StartLine::Request { method, url } => (method, url),
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+fn status(m: &Message) -> u16 {
+    match &m.start {
+        StartLine::Response { status, .. } => *status,
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+const POST: &[u8] = b"POST /echo?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Rep: 1\r\nx-rep: 2\r\n\r\nhello";
+
+#[test]
+fn request_split_byte_by_byte() {
+    let mut c = Conn::new(Limits::default());
+    for b in POST {
+        c.req(std::slice::from_ref(b));
+    }
+    let msgs = c.messages();
+    assert_eq!(msgs.len(), 1);
+    let m = msgs[0];
+    assert_eq!(request(m), ("POST", "/echo?x=1"));
+    assert_eq!(m.body, b"hello");
+    assert_eq!(m.wire_bytes, POST.len() as u64);
+    assert_eq!(m.raw, POST);
+    assert_eq!(m.incomplete, None);
+    assert!(!m.body_truncated);
+    assert_eq!(m.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("x-rep")).count(), 2);
+    // The first byte's syscall, not the last one's, dates the message.
+    assert_eq!(m.first.timestamp_ns, 1_000_000);
+    assert_eq!(m.last_timestamp_ns, POST.len() as u64 * 1_000_000);
+}
+
+#[test]
+fn two_pipelined_requests_in_one_read_pair_in_order() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nBB");
+    let urls: Vec<_> = c.out.iter().filter(|p| p.message.is_request()).map(|p| request(&p.message).1).collect();
+    assert_eq!(urls, ["/a", "/b"]);
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses.len(), 2);
+    assert_eq!(responses[0].request.as_ref().unwrap().url, "/a");
+    assert_eq!(status(&responses[0].message), 200);
+    assert_eq!(responses[0].message.body, b"A");
+    assert_eq!(responses[1].request.as_ref().unwrap().url, "/b");
+    assert_eq!(status(&responses[1].message), 404);
+    assert_eq!(responses[1].message.body, b"BB");
+    assert!(responses.iter().all(|r| r.latency_ns.is_some()));
+}
+
+#[test]
+fn chunked_body_with_extensions_and_trailers_is_decoded() {
+    let wire: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: yes\r\n\r\n";
+    for piece in [1, 3, 7, wire.len()] {
+        let mut c = Conn::new(Limits::default());
+        c.req(b"GET /c HTTP/1.1\r\n\r\n");
+        for part in wire.chunks(piece) {
+            c.resp(part);
+        }
+        let m = c.messages()[1];
+        assert_eq!(m.body, b"Wikipedia", "piece {piece}");
+        assert_eq!(m.trailers, vec![("X-Trailer".to_string(), "yes".to_string())]);
+        assert_eq!(m.wire_bytes, wire.len() as u64);
+        assert_eq!(m.incomplete, None);
+    }
+}
+
+#[test]
+fn chunked_request_upload_is_decoded() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"PUT /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(c.messages()[0].body, b"abc");
+}
+
+#[test]
+fn head_204_and_304_responses_have_no_body() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"HEAD /h HTTP/1.1\r\n\r\n");
+    // A response to HEAD carries the Content-Length of the GET it stands for, no body.
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    c.req(b"DELETE /d HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
+    c.req(b"GET /n HTTP/1.1\r\nIf-None-Match: x\r\n\r\n");
+    c.resp(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 20\r\n\r\n");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses.iter().map(|p| status(&p.message)).collect::<Vec<_>>(), [200, 204, 304]);
+    assert_eq!(
+        responses.iter().map(|p| p.request.as_ref().unwrap().method.as_str()).collect::<Vec<_>>(),
+        ["HEAD", "DELETE", "GET"]
+    );
+    assert!(responses.iter().all(|p| p.message.body.is_empty() && p.message.incomplete.is_none()));
+}
+
+#[test]
+fn bodies_of_zero_one_and_a_mebibyte() {
+    let mib = 1024 * 1024;
+    for size in [0usize, 1, mib] {
+        let body = vec![b'x'; size];
+        let mut wire = format!("POST /b HTTP/1.1\r\nContent-Length: {size}\r\n\r\n").into_bytes();
+        let head_len = wire.len();
+        wire.extend_from_slice(&body);
+        // Large enough to keep it all.
+        let mut c = Conn::new(Limits { max_body: 2 * mib, ..Limits::default() });
+        for part in wire.chunks(65536) {
+            c.req(part);
+        }
+        let m = c.messages()[0];
+        assert_eq!(m.body.len(), size);
+        assert!(!m.body_truncated);
+        assert_eq!(m.wire_bytes, (head_len + size) as u64);
+        // The default cap keeps 16 KiB and says so, with the size still exact.
+        let mut c = Conn::new(Limits::default());
+        c.req(&wire);
+        let m = c.messages()[0];
+        assert_eq!(m.body.len(), size.min(16384));
+        assert_eq!(m.body_truncated, size > 16384);
+        assert_eq!(m.body_len, size as u64);
+        assert_eq!(m.raw.len(), wire.len().min(4096));
+    }
+}
+
+#[test]
+fn bytes_that_are_not_http_at_the_start_give_no_message() {
+    let mut c = Conn::new(Limits::default());
+    c.req(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    c.req(b"\x00\x01binary stuff\r\n\r\nmore");
+    c.close();
+    assert!(c.out.is_empty());
+}
+
+#[test]
+fn resyncs_at_the_next_message_after_garbage() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"garbage line\r\nGET /ok HTTP/1.1\r\n\r\n");
+    assert_eq!(request(c.messages()[0]).1, "/ok");
+}
+
+#[test]
+fn connection_closed_mid_body_writes_a_flagged_message() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    assert!(c.out.is_empty());
+    c.close();
+    let m = c.messages()[0];
+    assert_eq!(m.incomplete, Some(Incomplete::Closed));
+    assert!(m.body_truncated);
+    assert_eq!(m.body, b"abc");
+}
+
+#[test]
+fn response_without_length_runs_to_close() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET / HTTP/1.0\r\n\r\n");
+    c.resp(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of");
+    c.resp(b" this");
+    assert_eq!(c.out.len(), 1);
+    c.close();
+    let m = c.messages()[1];
+    assert_eq!(m.body, b"all of this");
+    assert_eq!(m.incomplete, None);
+    assert_eq!(m.version_minor, 0);
+}
+
+#[test]
+fn a_gap_inside_a_sized_body_keeps_framing() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"POST /g HTTP/1.1\r\nContent-Length: 10\r\n\r\nab");
+    c.requests.gap(5, &mut c.pairing.sink(&mut c.out));
+    c.req(b"cdeGET /next HTTP/1.1\r\n\r\n");
+    let msgs = c.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[0].capture_gap && msgs[0].body_truncated);
+    assert_eq!(msgs[0].wire_bytes, 40 + 10);
+    assert_eq!(msgs[0].incomplete, None);
+    assert_eq!(request(msgs[1]).1, "/next");
+}
+
+#[test]
+fn a_gap_inside_a_chunked_body_flags_it_and_resyncs() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /c HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+    c.responses.gap(100, &mut c.pairing.sink(&mut c.out));
+    c.resp(b"xyz\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses[0].message.incomplete, Some(Incomplete::Gap));
+    assert!(responses[0].message.capture_gap);
+    assert_eq!(status(&responses[1].message), 204);
+}
+
+#[test]
+fn continue_and_final_response_pair_with_one_request() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    c.resp(b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.req(b"abc");
+    c.resp(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses.len(), 2);
+    assert!(responses.iter().all(|r| r.request.as_ref().unwrap().url == "/up"));
+    assert_eq!(responses[1].latency_ns, Some(1_000_000));
+}
+
+#[test]
+fn switching_protocols_stops_parsing() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    c.resp(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");
+    assert!(c.responses.switched_protocols());
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(c.out.len(), 2);
+}
+
+#[test]
+fn oversized_head_is_cut_and_flagged() {
+    let mut c = Conn::new(Limits { max_head: 1024, ..Limits::default() });
+    let mut wire = b"GET /big HTTP/1.1\r\n".to_vec();
+    for i in 0..200 {
+        wire.extend_from_slice(format!("X-H{i}: {}\r\n", "v".repeat(20)).as_bytes());
+    }
+    wire.extend_from_slice(b"\r\n");
+    c.req(&wire);
+    c.req(b"GET /after HTTP/1.1\r\n\r\n");
+    let msgs = c.messages();
+    assert_eq!(msgs[0].incomplete, Some(Incomplete::BadHead));
+    assert_eq!(request(msgs[0]).1, "/big");
+    assert_eq!(request(msgs[msgs.len() - 1]).1, "/after");
+}
