@@ -1,11 +1,17 @@
 //! http-profiler: HTTP/1.x traffic of every process, from socket syscall tracepoints.
 //!
 //! The pipeline, one module per stage:
-//! `probes` (load and attach) -> `record` (decode ring-buffer records) -> `stream`
-//! (reassemble each direction's bytes) -> `http` + `chunked` (parse messages) ->
-//! `pairing` (responses with their requests) -> `output` (JSON lines).
+//! `probes` (load and attach) -> `record` (decode ring-buffer records) -> `tracker`
+//! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
+//! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
+//! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines.
 
 pub mod chunked;
+pub mod clock;
 pub mod http;
+pub mod output;
 pub mod pairing;
+pub mod procinfo;
+pub mod record;
 pub mod stream;
+pub mod tracker;

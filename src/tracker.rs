@@ -1,0 +1,270 @@
+//! The connection table: routes each record to its connection end, runs that end's
+//! stream cursors and parsers, and pairs what they find.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use http_profiler_common::{CloseRecord, DIRECTION_RECV, DataHeader, FLAG_LAST_CHUNK};
+
+use crate::{
+    http::{ChunkMeta, Incomplete, Limits, Parser},
+    pairing::{Paired, Pairing},
+    record::Record,
+    stream::StreamCursor,
+};
+
+const AF_INET: u16 = 2;
+
+/// Bytes a connection may carry without a single HTTP message before userspace tells the
+/// probes to stop copying it.
+const NOT_HTTP_AFTER_BYTES: u64 = 16 * 1024;
+
+/// The two ends' addresses as this connection end sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+}
+
+impl Endpoints {
+    fn from_header(h: &DataHeader) -> Self {
+        Self {
+            local: ip(h.family, &h.local_addr),
+            local_port: h.local_port,
+            remote: ip(h.family, &h.remote_addr),
+            remote_port: h.remote_port,
+        }
+    }
+}
+
+/// An address as a peer would print it: IPv4-mapped IPv6 addresses as IPv4.
+pub fn ip(family: u16, bytes: &[u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        return IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]));
+    }
+    let v6 = Ipv6Addr::from(*bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// A message ready to be written.
+#[derive(Debug)]
+pub struct Emitted {
+    pub paired: Paired,
+    /// `DIRECTION_SEND` or `DIRECTION_RECV`.
+    pub direction: u8,
+    pub conn_id: u64,
+    pub endpoints: Endpoints,
+}
+
+/// A connection the probes should stop copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ignore {
+    pub sock: u64,
+    pub generation: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrackerStats {
+    /// Bytes known to be missing from streams (lost records or uncopied syscall bytes).
+    pub gap_bytes: u64,
+    /// Connections dropped from a full table.
+    pub evicted: u64,
+    /// Connections found not to be HTTP.
+    pub ignored: u64,
+}
+
+struct Direction {
+    cursor: StreamCursor,
+    parser: Parser,
+}
+
+struct Connection {
+    id: u64,
+    generation: u32,
+    endpoints: Endpoints,
+    dirs: [Direction; 2],
+    pairing: Pairing,
+    last_seen_ns: u64,
+    bytes_seen: u64,
+    messages: u64,
+    ignored: bool,
+}
+
+pub struct Tracker {
+    conns: HashMap<u64, Connection>,
+    next_id: u64,
+    limits: Limits,
+    max_conns: usize,
+    pub stats: TrackerStats,
+}
+
+impl Tracker {
+    pub fn new(limits: Limits, max_conns: usize) -> Self {
+        Self { conns: HashMap::new(), next_id: 1, limits, max_conns: max_conns.max(1), stats: TrackerStats::default() }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Handles one record; returns a connection to stop copying, if this one showed it.
+    pub fn on_record(&mut self, record: &Record<'_>, out: &mut Vec<Emitted>) -> Option<Ignore> {
+        match record {
+            Record::Data { header, payload } => self.on_data(header, payload, out),
+            Record::Close(close) => {
+                self.on_close(close, out);
+                None
+            }
+        }
+    }
+
+    fn on_data(&mut self, h: &DataHeader, payload: &[u8], out: &mut Vec<Emitted>) -> Option<Ignore> {
+        let reused = self.conns.get(&h.sock).is_some_and(|c| c.generation != h.generation);
+        if reused {
+            // The kernel object now holds another connection: the old one closed unseen.
+            self.end_conn(h.sock, Incomplete::Closed, out);
+        }
+        if !self.conns.contains_key(&h.sock) {
+            self.make_room(out);
+            let conn = self.new_conn(h);
+            self.conns.insert(h.sock, conn);
+        }
+        let conn = self.conns.get_mut(&h.sock)?;
+        if conn.ignored {
+            return None;
+        }
+        conn.last_seen_ns = h.timestamp_ns;
+        conn.bytes_seen += payload.len() as u64;
+        let meta = ChunkMeta { timestamp_ns: h.timestamp_ns, tgid: h.tgid, tid: h.tid };
+        let d = (h.direction == DIRECTION_RECV) as usize;
+        let mut found = Vec::new();
+        {
+            let dir = &mut conn.dirs[d];
+            let mut sink = conn.pairing.sink(&mut found);
+            let placed = dir.cursor.place(h.stream_pos, payload);
+            if placed.gap > 0 {
+                self.stats.gap_bytes += placed.gap;
+                dir.parser.gap(placed.gap, &mut sink);
+            }
+            dir.parser.feed(placed.bytes, meta, &mut sink);
+            let copied_end = h.syscall_offset as u64 + h.data_len as u64;
+            if h.flags & FLAG_LAST_CHUNK != 0 && copied_end < h.syscall_bytes {
+                let syscall_end = h.stream_pos - h.syscall_offset as u64 + h.syscall_bytes;
+                let hole = dir.cursor.advance_to(syscall_end);
+                self.stats.gap_bytes += hole;
+                dir.parser.gap(hole, &mut sink);
+            }
+        }
+        conn.messages += found.len() as u64;
+        let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
+        let not_http = conn.messages == 0 && conn.bytes_seen > NOT_HTTP_AFTER_BYTES && !conn.dirs.iter().any(|d| d.parser.in_message());
+        let (id, endpoints) = (conn.id, conn.endpoints);
+        out.extend(found.into_iter().map(|paired| Emitted { paired, direction: h.direction, conn_id: id, endpoints }));
+        if switched || not_http {
+            conn.ignored = true;
+            self.stats.ignored += 1;
+            return Some(Ignore { sock: h.sock, generation: h.generation });
+        }
+        None
+    }
+
+    fn on_close(&mut self, close: &CloseRecord, out: &mut Vec<Emitted>) {
+        let Some(conn) = self.conns.get_mut(&close.sock) else { return };
+        if conn.generation != close.generation {
+            return;
+        }
+        // Records lost at the very end show as the distance to the final positions.
+        for (d, end) in [(0, close.send_end), (1, close.recv_end)] {
+            let dir = &mut conn.dirs[d];
+            if dir.cursor.next_pos().is_some() {
+                let hole = dir.cursor.advance_to(end);
+                if hole > 0 {
+                    self.stats.gap_bytes += hole;
+                    let mut found = Vec::new();
+                    dir.parser.gap(hole, &mut conn.pairing.sink(&mut found));
+                    let (id, endpoints) = (conn.id, conn.endpoints);
+                    out.extend(found.into_iter().map(|paired| Emitted { paired, direction: d as u8, conn_id: id, endpoints }));
+                }
+            }
+        }
+        self.end_conn(close.sock, Incomplete::Closed, out);
+    }
+
+    fn new_conn(&mut self, h: &DataHeader) -> Connection {
+        let id = self.next_id;
+        self.next_id += 1;
+        let dir = || Direction { cursor: StreamCursor::default(), parser: Parser::new(self.limits) };
+        Connection {
+            id,
+            generation: h.generation,
+            endpoints: Endpoints::from_header(h),
+            dirs: [dir(), dir()],
+            pairing: Pairing::default(),
+            last_seen_ns: h.timestamp_ns,
+            bytes_seen: 0,
+            messages: 0,
+            ignored: false,
+        }
+    }
+
+    /// Ends a connection: messages in progress are written, flagged with `why`.
+    fn end_conn(&mut self, sock: u64, why: Incomplete, out: &mut Vec<Emitted>) {
+        let Some(mut conn) = self.conns.remove(&sock) else { return };
+        Self::flush(&mut conn, why, out);
+    }
+
+    fn flush(conn: &mut Connection, why: Incomplete, out: &mut Vec<Emitted>) {
+        for d in 0..2 {
+            let mut found = Vec::new();
+            conn.dirs[d].parser.end(why, &mut conn.pairing.sink(&mut found));
+            out.extend(found.into_iter().map(|paired| Emitted {
+                paired,
+                direction: d as u8,
+                conn_id: conn.id,
+                endpoints: conn.endpoints,
+            }));
+        }
+    }
+
+    fn make_room(&mut self, out: &mut Vec<Emitted>) {
+        if self.conns.len() < self.max_conns {
+            return;
+        }
+        if let Some(oldest) = self.conns.iter().min_by_key(|(_, c)| c.last_seen_ns).map(|(s, _)| *s) {
+            self.stats.evicted += 1;
+            self.end_conn(oldest, Incomplete::Timeout, out);
+        }
+    }
+
+    /// Writes messages stalled for longer than `timeout_ns` (flagged), and forgets
+    /// connections idle for longer than `forget_ns`.
+    pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, forget_ns: u64, out: &mut Vec<Emitted>) {
+        let mut forget = Vec::new();
+        for (sock, conn) in self.conns.iter_mut() {
+            let idle = now_ns.saturating_sub(conn.last_seen_ns);
+            if idle > timeout_ns && conn.dirs.iter().any(|d| d.parser.in_message()) {
+                Self::flush(conn, Incomplete::Timeout, out);
+            }
+            if idle > forget_ns {
+                forget.push(*sock);
+            }
+        }
+        for sock in forget {
+            self.conns.remove(&sock);
+        }
+    }
+
+    /// Writes every message in progress, flagged: the profiler is stopping.
+    pub fn finish_all(&mut self, out: &mut Vec<Emitted>) {
+        for (_, mut conn) in self.conns.drain() {
+            Self::flush(&mut conn, Incomplete::Shutdown, out);
+        }
+    }
+}
