@@ -26,5 +26,7 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::Custom("nightly"),
     )
-    .context("building the eBPF probes failed: run `make setup` (nightly with rust-src, bpf-linker)")
+    .context(
+        "building the eBPF probes failed: run `make setup` (nightly with rust-src, bpf-linker)",
+    )
 }

@@ -29,7 +29,11 @@ pub enum ChunkedStep {
     Data { consumed: usize, data: Range<usize> },
     /// `consumed` bytes were chunk sizes, extensions or CRLFs.
     Framing { consumed: usize },
-    Trailer { consumed: usize, name: String, value: String },
+    Trailer {
+        consumed: usize,
+        name: String,
+        value: String,
+    },
     /// The last chunk and the trailer section ended.
     End { consumed: usize },
     /// The input is not chunked coding.
@@ -42,8 +46,15 @@ impl ChunkedDecoder {
         match self.state {
             State::Data(remaining) => {
                 let n = remaining.min(input.len() as u64) as usize;
-                self.state = if remaining == n as u64 { State::DataEnd } else { State::Data(remaining - n as u64) };
-                ChunkedStep::Data { consumed: n, data: 0..n }
+                self.state = if remaining == n as u64 {
+                    State::DataEnd
+                } else {
+                    State::Data(remaining - n as u64)
+                };
+                ChunkedStep::Data {
+                    consumed: n,
+                    data: 0..n,
+                }
             }
             State::DataEnd => match input.first() {
                 Some(b'\r') => ChunkedStep::Framing { consumed: 1 },
@@ -58,7 +69,9 @@ impl ChunkedDecoder {
                     return if self.line.len() > MAX_LINE {
                         ChunkedStep::Invalid
                     } else {
-                        ChunkedStep::Framing { consumed: input.len() }
+                        ChunkedStep::Framing {
+                            consumed: input.len(),
+                        }
                     };
                 };
                 let line = std::mem::take(&mut self.line);
@@ -112,7 +125,10 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 
 /// The chunk size: hex digits, then optional whitespace and `;extensions`.
 fn parse_size(line: &[u8]) -> Option<u64> {
-    let digits_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
     if digits_end == 0 || digits_end > 16 {
         return None;
     }
@@ -142,7 +158,11 @@ mod tests {
                         at += consumed;
                     }
                     ChunkedStep::Framing { consumed } => at += consumed,
-                    ChunkedStep::Trailer { consumed, name, value } => {
+                    ChunkedStep::Trailer {
+                        consumed,
+                        name,
+                        value,
+                    } => {
                         trailers.push((name, value));
                         at += consumed;
                     }
@@ -156,14 +176,18 @@ mod tests {
 
     #[test]
     fn decodes_chunks_with_extensions_and_trailers_in_any_split() {
-        let wire = b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\n";
+        let wire =
+            b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\n";
         for piece in 1..wire.len() {
             let (body, trailers, ended) = decode(wire, piece);
             assert!(ended, "piece {piece}");
             assert_eq!(body, b"hello world");
             assert_eq!(
                 trailers,
-                vec![("Expires".into(), "never".into()), ("X-Sum".into(), "1".into())]
+                vec![
+                    ("Expires".into(), "never".into()),
+                    ("X-Sum".into(), "1".into())
+                ]
             );
         }
     }

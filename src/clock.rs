@@ -3,7 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write to; both clocks exist on every Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -25,7 +28,9 @@ impl WallClock {
     pub fn now() -> Self {
         let mono = monotonic_ns();
         let real = now_ns(libc::CLOCK_REALTIME);
-        Self { offset_ns: real as i128 - mono as i128 }
+        Self {
+            offset_ns: real as i128 - mono as i128,
+        }
     }
 
     pub fn from_offset(offset_ns: i128) -> Self {
@@ -51,13 +56,18 @@ mod tests {
     fn monotonic_stamps_become_wall_clock_time_not_1970() {
         let clock = WallClock::now();
         let wall = clock.to_wall(monotonic_ns());
-        let drift = SystemTime::now().duration_since(wall).unwrap_or_else(|e| e.duration());
+        let drift = SystemTime::now()
+            .duration_since(wall)
+            .unwrap_or_else(|e| e.duration());
         assert!(drift < Duration::from_secs(1), "drift {drift:?}");
     }
 
     #[test]
     fn formats_utc_with_nanoseconds() {
         let clock = WallClock::from_offset(1_700_000_000_000_000_000);
-        assert_eq!(rfc3339(clock.to_wall(123_456_789)), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(
+            rfc3339(clock.to_wall(123_456_789)),
+            "2023-11-14T22:13:20.123456789Z"
+        );
     }
 }

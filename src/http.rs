@@ -21,7 +21,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body: 16 * 1024, max_raw: 4096, max_head: 64 * 1024 }
+        Self {
+            max_body: 16 * 1024,
+            max_raw: 4096,
+            max_head: 64 * 1024,
+        }
     }
 }
 
@@ -118,8 +122,13 @@ enum Body {
 enum State {
     /// Looking for a message head; `synced` is false after garbage or a gap, when the
     /// next head may start anywhere.
-    Head { synced: bool },
-    Body { message: Box<Message>, body: Body },
+    Head {
+        synced: bool,
+    },
+    Body {
+        message: Box<Message>,
+        body: Body,
+    },
     /// The connection switched to another protocol (101, CONNECT): nothing more is HTTP.
     Done,
 }
@@ -138,8 +147,17 @@ pub struct Parser {
 const MAX_HEADERS: usize = 256;
 
 /// The method tokens the parser accepts as the start of a request.
-const METHODS: [&[u8]; 9] =
-    [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ", b"CONNECT ", b"TRACE "];
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"PATCH ",
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 
 /// Whether `buf` can be the start of an HTTP/1.x message (as far as it goes).
 pub fn starts_like_message(buf: &[u8]) -> bool {
@@ -226,7 +244,10 @@ impl Parser {
     /// what is in progress.
     pub fn end(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
         match &self.state {
-            State::Body { body: Body::UntilClose, .. } if why == Incomplete::Closed => {
+            State::Body {
+                body: Body::UntilClose,
+                ..
+            } if why == Incomplete::Closed => {
                 self.finish_body(None, sink);
             }
             State::Body { .. } => self.finish_body(Some(why), sink),
@@ -234,17 +255,27 @@ impl Parser {
             State::Done => {}
         }
         if !matches!(self.state, State::Done) {
-            self.state = State::Head { synced: why != Incomplete::Timeout };
+            self.state = State::Head {
+                synced: why != Incomplete::Timeout,
+            };
         }
     }
 
     fn feed_head(&mut self, bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) -> usize {
-        let State::Head { synced } = &mut self.state else { return 0 };
+        let State::Head { synced } = &mut self.state else {
+            return 0;
+        };
         if self.head.is_empty() {
             // Between messages: skip what cannot start one (a stray CRLF after a body is
             // allowed by RFC 9112; anything else is garbage or the tail of a lost message).
-            let start = if *synced { skip_crlf(bytes) } else { find_message_start(bytes) };
-            let Some(start) = start else { return bytes.len() };
+            let start = if *synced {
+                skip_crlf(bytes)
+            } else {
+                find_message_start(bytes)
+            };
+            let Some(start) = start else {
+                return bytes.len();
+            };
             if start > 0 {
                 return start;
             }
@@ -255,7 +286,9 @@ impl Parser {
             self.head_meta = meta;
         }
         let before = self.head.len();
-        let take = bytes.len().min(self.limits.max_head + 4 - before.min(self.limits.max_head));
+        let take = bytes
+            .len()
+            .min(self.limits.max_head + 4 - before.min(self.limits.max_head));
         self.head.extend_from_slice(&bytes[..take]);
         match find_head_end(&self.head, before) {
             Some(end) => {
@@ -308,8 +341,8 @@ impl Parser {
             }
             StartLine::Response { status, .. } => {
                 let method = sink.pending_request_method();
-                let tunnel = *status == 101
-                    || (method == Some("CONNECT") && (200..300).contains(status));
+                let tunnel =
+                    *status == 101 || (method == Some("CONNECT") && (200..300).contains(status));
                 if tunnel {
                     self.switched = true;
                 }
@@ -320,15 +353,25 @@ impl Parser {
             Body::Length(0) => {
                 message.last_timestamp_ns = meta.timestamp_ns;
                 sink.message(message);
-                self.state =
-                    if self.switched { State::Done } else { State::Head { synced: true } };
+                self.state = if self.switched {
+                    State::Done
+                } else {
+                    State::Head { synced: true }
+                };
             }
-            body => self.state = State::Body { message: Box::new(message), body },
+            body => {
+                self.state = State::Body {
+                    message: Box::new(message),
+                    body,
+                }
+            }
         }
     }
 
     fn feed_body(&mut self, bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) -> usize {
-        let State::Body { message, body } = &mut self.state else { return 0 };
+        let State::Body { message, body } = &mut self.state else {
+            return 0;
+        };
         let limits = self.limits;
         message.last_timestamp_ns = meta.timestamp_ns;
         let (used, done) = match body {
@@ -354,7 +397,11 @@ impl Parser {
                             used += consumed;
                         }
                         ChunkedStep::Framing { consumed } => used += consumed,
-                        ChunkedStep::Trailer { consumed, name, value } => {
+                        ChunkedStep::Trailer {
+                            consumed,
+                            name,
+                            value,
+                        } => {
                             message.trailers.push((name, value));
                             used += consumed;
                         }
@@ -384,7 +431,11 @@ impl Parser {
     fn finish_body(&mut self, why: Option<Incomplete>, sink: &mut dyn MessageSink) {
         let state = std::mem::replace(
             &mut self.state,
-            if self.switched { State::Done } else { State::Head { synced: true } },
+            if self.switched {
+                State::Done
+            } else {
+                State::Head { synced: true }
+            },
         );
         if let State::Body { mut message, .. } = state {
             message.incomplete = why;
@@ -399,7 +450,9 @@ impl Parser {
     fn flush_head(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
         let head = std::mem::take(&mut self.head);
         let gap = std::mem::take(&mut self.head_gap);
-        let Some(start) = partial_start_line(&head) else { return };
+        let Some(start) = partial_start_line(&head) else {
+            return;
+        };
         sink.message(Message {
             start,
             version_minor: 1,
@@ -429,13 +482,17 @@ fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
     if bytes.len() > room {
         message.body_truncated = true;
     }
-    message.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    message
+        .body
+        .extend_from_slice(&bytes[..bytes.len().min(room)]);
     message.body_len += bytes.len() as u64;
 }
 
 fn keep_raw(message: &mut Message, bytes: &[u8], limits: Limits) {
     let room = limits.max_raw.saturating_sub(message.raw.len());
-    message.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    message
+        .raw
+        .extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 fn skip_crlf(bytes: &[u8]) -> Option<usize> {
@@ -445,18 +502,28 @@ fn skip_crlf(bytes: &[u8]) -> Option<usize> {
 /// The first position in `bytes` where a message may start: at 0, or after a line end.
 pub fn find_message_start(bytes: &[u8]) -> Option<usize> {
     (0..bytes.len()).find(|&i| {
-        (i == 0 || bytes[i - 1] == b'\n') && bytes[i] != b'\r' && bytes[i] != b'\n' && starts_like_message(&bytes[i..])
+        (i == 0 || bytes[i - 1] == b'\n')
+            && bytes[i] != b'\r'
+            && bytes[i] != b'\n'
+            && starts_like_message(&bytes[i..])
     })
 }
 
 /// The end of the head (just past the blank line), searching from near `from`.
 fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(3);
-    head[start..].windows(4).position(|w| w == b"\r\n\r\n").map(|i| start + i + 4).or_else(|| {
-        // Bare LF line ends are tolerated by RFC 9112 section 2.2.
-        let start = from.saturating_sub(1);
-        head[start..].windows(2).position(|w| w == b"\n\n").map(|i| start + i + 2)
-    })
+    head[start..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| start + i + 4)
+        .or_else(|| {
+            // Bare LF line ends are tolerated by RFC 9112 section 2.2.
+            let start = from.saturating_sub(1);
+            head[start..]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| start + i + 2)
+        })
 }
 
 struct ParsedHead {
@@ -502,9 +569,15 @@ fn partial_start_line(head: &[u8]) -> Option<StartLine> {
     let mut parts = line.trim_end().splitn(3, ' ');
     let (a, b, c) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
     if a.starts_with("HTTP/") {
-        Some(StartLine::Response { status: b.parse().ok()?, reason: c.to_string() })
+        Some(StartLine::Response {
+            status: b.parse().ok()?,
+            reason: c.to_string(),
+        })
     } else if starts_like_message(head) {
-        Some(StartLine::Request { method: a.to_string(), url: b.to_string() })
+        Some(StartLine::Request {
+            method: a.to_string(),
+            url: b.to_string(),
+        })
     } else {
         None
     }
@@ -514,13 +587,21 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
         .take_while(|h| !h.name.is_empty())
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect()
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> impl Iterator<Item = &'a str> {
     let name = name.to_string();
-    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn is_chunked(headers: &[(String, String)]) -> bool {
@@ -550,7 +631,11 @@ fn request_body(headers: &[(String, String)]) -> Body {
 
 /// RFC 9112 section 6.3, for responses.
 fn response_body(status: u16, request_method: Option<&str>, headers: &[(String, String)]) -> Body {
-    if (100..200).contains(&status) || status == 204 || status == 304 || request_method == Some("HEAD") {
+    if (100..200).contains(&status)
+        || status == 204
+        || status == 304
+        || request_method == Some("HEAD")
+    {
         return Body::Length(0);
     }
     if request_method == Some("CONNECT") && (200..300).contains(&status) {

@@ -14,23 +14,37 @@ struct Conn {
 
 impl Conn {
     fn new(limits: Limits) -> Self {
-        Self { requests: Parser::new(limits), responses: Parser::new(limits), pairing: Pairing::default(), out: Vec::new(), clock: 0 }
+        Self {
+            requests: Parser::new(limits),
+            responses: Parser::new(limits),
+            pairing: Pairing::default(),
+            out: Vec::new(),
+            clock: 0,
+        }
     }
     fn meta(&mut self) -> ChunkMeta {
         self.clock += 1_000_000;
-        ChunkMeta { timestamp_ns: self.clock, tgid: 7, tid: 8 }
+        ChunkMeta {
+            timestamp_ns: self.clock,
+            tgid: 7,
+            tid: 8,
+        }
     }
     fn req(&mut self, bytes: &[u8]) {
         let meta = self.meta();
-        self.requests.feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
+        self.requests
+            .feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
     }
     fn resp(&mut self, bytes: &[u8]) {
         let meta = self.meta();
-        self.responses.feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
+        self.responses
+            .feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
     }
     fn close(&mut self) {
-        self.requests.end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
-        self.responses.end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
+        self.requests
+            .end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
+        self.responses
+            .end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
     }
     fn messages(&self) -> Vec<&Message> {
         self.out.iter().map(|p| &p.message).collect()
@@ -51,7 +65,8 @@ fn status(m: &Message) -> u16 {
     }
 }
 
-const POST: &[u8] = b"POST /echo?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Rep: 1\r\nx-rep: 2\r\n\r\nhello";
+const POST: &[u8] =
+    b"POST /echo?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Rep: 1\r\nx-rep: 2\r\n\r\nhello";
 
 #[test]
 fn request_split_byte_by_byte() {
@@ -68,7 +83,13 @@ fn request_split_byte_by_byte() {
     assert_eq!(m.raw, POST);
     assert_eq!(m.incomplete, None);
     assert!(!m.body_truncated);
-    assert_eq!(m.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("x-rep")).count(), 2);
+    assert_eq!(
+        m.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-rep"))
+            .count(),
+        2
+    );
     // The first byte's syscall, not the last one's, dates the message.
     assert_eq!(m.first.timestamp_ns, 1_000_000);
     assert_eq!(m.last_timestamp_ns, POST.len() as u64 * 1_000_000);
@@ -79,7 +100,12 @@ fn two_pipelined_requests_in_one_read_pair_in_order() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nBB");
-    let urls: Vec<_> = c.out.iter().filter(|p| p.message.is_request()).map(|p| request(&p.message).1).collect();
+    let urls: Vec<_> = c
+        .out
+        .iter()
+        .filter(|p| p.message.is_request())
+        .map(|p| request(&p.message).1)
+        .collect();
     assert_eq!(urls, ["/a", "/b"]);
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
     assert_eq!(responses.len(), 2);
@@ -103,7 +129,10 @@ fn chunked_body_with_extensions_and_trailers_is_decoded() {
         }
         let m = c.messages()[1];
         assert_eq!(m.body, b"Wikipedia", "piece {piece}");
-        assert_eq!(m.trailers, vec![("X-Trailer".to_string(), "yes".to_string())]);
+        assert_eq!(
+            m.trailers,
+            vec![("X-Trailer".to_string(), "yes".to_string())]
+        );
         assert_eq!(m.wire_bytes, wire.len() as u64);
         assert_eq!(m.incomplete, None);
     }
@@ -127,12 +156,25 @@ fn head_204_and_304_responses_have_no_body() {
     c.req(b"GET /n HTTP/1.1\r\nIf-None-Match: x\r\n\r\n");
     c.resp(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 20\r\n\r\n");
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
-    assert_eq!(responses.iter().map(|p| status(&p.message)).collect::<Vec<_>>(), [200, 204, 304]);
     assert_eq!(
-        responses.iter().map(|p| p.request.as_ref().unwrap().method.as_str()).collect::<Vec<_>>(),
+        responses
+            .iter()
+            .map(|p| status(&p.message))
+            .collect::<Vec<_>>(),
+        [200, 204, 304]
+    );
+    assert_eq!(
+        responses
+            .iter()
+            .map(|p| p.request.as_ref().unwrap().method.as_str())
+            .collect::<Vec<_>>(),
         ["HEAD", "DELETE", "GET"]
     );
-    assert!(responses.iter().all(|p| p.message.body.is_empty() && p.message.incomplete.is_none()));
+    assert!(
+        responses
+            .iter()
+            .all(|p| p.message.body.is_empty() && p.message.incomplete.is_none())
+    );
 }
 
 #[test]
@@ -144,7 +186,10 @@ fn bodies_of_zero_one_and_a_mebibyte() {
         let head_len = wire.len();
         wire.extend_from_slice(&body);
         // Large enough to keep it all.
-        let mut c = Conn::new(Limits { max_body: 2 * mib, ..Limits::default() });
+        let mut c = Conn::new(Limits {
+            max_body: 2 * mib,
+            ..Limits::default()
+        });
         for part in wire.chunks(65536) {
             c.req(part);
         }
@@ -166,7 +211,9 @@ fn bodies_of_zero_one_and_a_mebibyte() {
 #[test]
 fn bytes_that_are_not_http_at_the_start_give_no_message() {
     let mut c = Conn::new(Limits::default());
-    c.req(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    c.req(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ]);
     c.req(b"\x00\x01binary stuff\r\n\r\nmore");
     c.close();
     assert!(c.out.is_empty());
@@ -241,7 +288,11 @@ fn continue_and_final_response_pair_with_one_request() {
     c.resp(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
     assert_eq!(responses.len(), 2);
-    assert!(responses.iter().all(|r| r.request.as_ref().unwrap().url == "/up"));
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.request.as_ref().unwrap().url == "/up")
+    );
     assert_eq!(responses[1].latency_ns, Some(1_000_000));
 }
 
@@ -257,7 +308,10 @@ fn switching_protocols_stops_parsing() {
 
 #[test]
 fn oversized_head_is_cut_and_flagged() {
-    let mut c = Conn::new(Limits { max_head: 1024, ..Limits::default() });
+    let mut c = Conn::new(Limits {
+        max_head: 1024,
+        ..Limits::default()
+    });
     let mut wire = b"GET /big HTTP/1.1\r\n".to_vec();
     for i in 0..200 {
         wire.extend_from_slice(format!("X-H{i}: {}\r\n", "v".repeat(20)).as_bytes());

@@ -7,10 +7,14 @@
 //! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines.
 
 pub mod chunked;
+pub mod cli;
 pub mod clock;
 pub mod http;
+pub mod offsets;
 pub mod output;
 pub mod pairing;
+pub mod preflight;
+pub mod probes;
 pub mod procinfo;
 pub mod record;
 pub mod stream;

@@ -1,1 +1,250 @@
-fn main() {}
+//! The http-profiler binary: wires the pipeline stages together and handles signals.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use clap::Parser as _;
+use futures_util::StreamExt as _;
+use http_profiler::{
+    cli::Cli,
+    clock::{WallClock, monotonic_ns},
+    http::Limits,
+    offsets, output, preflight,
+    probes::{Counters, Probes},
+    procinfo::ProcessCache,
+    record::{self, Record},
+    tracker::{Emitted, Tracker},
+};
+use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tokio::io::unix::AsyncFd;
+
+/// A start-up problem the user must fix: exit status 2.
+struct SetupError(anyhow::Error);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (q, _) if q > 0 => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("http-profiler: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Setup(SetupError(e))) => {
+            eprintln!("http-profiler: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("http-profiler: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Setup(SetupError),
+    Runtime(anyhow::Error),
+}
+
+fn setup<T>(r: anyhow::Result<T>) -> Result<T, Failure> {
+    r.map_err(|e| Failure::Setup(SetupError(e)))
+}
+
+fn probe_config(
+    cli: &Cli,
+    offsets: http_profiler_common::KernelOffsets,
+) -> anyhow::Result<ProbeConfig> {
+    let mut config = ProbeConfig::empty();
+    config.offsets = offsets;
+    config.self_tgid = std::process::id();
+    anyhow::ensure!(
+        cli.pids.len() <= MAX_PID_FILTERS,
+        "at most {MAX_PID_FILTERS} --pid filters"
+    );
+    anyhow::ensure!(
+        cli.ports.len() <= MAX_PORT_FILTERS,
+        "at most {MAX_PORT_FILTERS} --port filters"
+    );
+    config.pid_count = cli.pids.len() as u32;
+    config.pids[..cli.pids.len()].copy_from_slice(&cli.pids);
+    config.port_count = cli.ports.len() as u32;
+    config.ports[..cli.ports.len()].copy_from_slice(&cli.ports);
+    if let Some(comm) = &cli.comm {
+        anyhow::ensure!(
+            !comm.is_empty() && comm.len() < COMM_LEN,
+            "--comm takes a process name of 1 to 15 bytes, as /proc/PID/comm shows it"
+        );
+        config.comm_filter = 1;
+        config.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+    }
+    Ok(config)
+}
+
+/// The stages after the kernel: records in, JSON lines out.
+struct Pipeline {
+    tracker: Tracker,
+    procs: ProcessCache,
+    clock: WallClock,
+    sink: output::Sink,
+    with_raw: bool,
+    emitted: Vec<Emitted>,
+    decode_errors: u64,
+    write_errors: u64,
+}
+
+impl Pipeline {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) {
+        while let Some(item) = ring.next() {
+            match record::decode(&item) {
+                Ok(rec) => {
+                    if let Record::Data { header, .. } = &rec {
+                        self.procs.observe(header.tgid, &header.comm);
+                    }
+                    if let Some(ignore) = self.tracker.on_record(&rec, &mut self.emitted) {
+                        probes.ignore(ignore);
+                    }
+                }
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("skipping a malformed record: {e}");
+                }
+            }
+            drop(item);
+            self.write_emitted();
+        }
+    }
+
+    fn write_emitted(&mut self) {
+        for e in self.emitted.drain(..) {
+            let line = output::render(&e, &self.procs, &self.clock, self.with_raw);
+            if let Err(err) = self.sink.write_line(&line) {
+                if self.write_errors == 0 {
+                    log::error!("cannot write to {}: {err}", self.sink.describe());
+                }
+                self.write_errors += 1;
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    setup(preflight::check_privileges())?;
+    let sink = setup(output::Sink::open(&cli.output).with_context(|| {
+        format!(
+            "cannot write to {}: choose a writable path with --output",
+            cli.output.display()
+        )
+    }))?;
+    let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
+    log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
+    setup(preflight::ensure_tracefs())?;
+    preflight::raise_memlock();
+    let config = setup(probe_config(&cli, offsets))?;
+    let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes))?;
+    for tp in &probes.missing {
+        log::warn!(
+            "this kernel has no tracepoint syscalls:{tp}: traffic through it is not captured"
+        );
+    }
+    let limits = Limits {
+        max_body: cli.max_body_bytes,
+        max_raw: cli.max_raw_bytes,
+        ..Limits::default()
+    };
+    let mut pipeline = Pipeline {
+        tracker: Tracker::new(limits, cli.max_connections),
+        procs: ProcessCache::default(),
+        clock: WallClock::now(),
+        sink,
+        with_raw: !cli.no_raw_payload,
+        emitted: Vec::new(),
+        decode_errors: 0,
+        write_errors: 0,
+    };
+    // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
+    // AsyncFd owns the RingBuf.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
+    let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
+    if !(cli.quiet > 0) {
+        eprintln!(
+            "http-profiler: capturing HTTP/1.x; writing to {}; Ctrl-C to stop",
+            pipeline.sink.describe()
+        );
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last = Counters::default();
+    let timeout_ns = cli.message_timeout.saturating_mul(1_000_000_000);
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| Failure::Runtime(e.into()))?;
+                pipeline.drain(guard.get_inner_mut(), &mut probes);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
+                pipeline.write_emitted();
+                if let Err(e) = pipeline.sink.flush() && pipeline.write_errors == 0 {
+                    log::error!("cannot write to {}: {e}", pipeline.sink.describe());
+                    pipeline.write_errors += 1;
+                }
+                let now = probes.counters();
+                if now.dropped > last.dropped {
+                    log::warn!(
+                        "ring buffer full: {} records dropped (messages with gaps are flagged capture_gap); \
+                         a larger --ring-buffer-bytes absorbs longer bursts",
+                        now.dropped - last.dropped
+                    );
+                }
+                last = now;
+            }
+            _ = signals.next() => break,
+        }
+    }
+    signals.handle().close();
+    // Stop the probes first, then take what they wrote before they stopped.
+    pipeline.drain(ring.get_mut(), &mut probes);
+    probes.detach();
+    pipeline.drain(ring.get_mut(), &mut probes);
+    pipeline.tracker.finish_all(&mut pipeline.emitted);
+    pipeline.write_emitted();
+    let flushed = pipeline.sink.flush();
+    let c = probes.counters();
+    if cli.quiet == 0 {
+        let s = pipeline.tracker.stats;
+        eprintln!(
+            "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
+             {} bytes not captured; {} connections not HTTP; {} decode errors; {} write errors",
+            pipeline.sink.lines,
+            pipeline.sink.describe(),
+            c.records,
+            c.dropped,
+            s.gap_bytes,
+            s.ignored,
+            pipeline.decode_errors,
+            pipeline.write_errors,
+        );
+    }
+    flushed.map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot write to {}: {e}",
+            pipeline.sink.describe()
+        ))
+    })
+}

@@ -75,7 +75,10 @@ struct Line<'a> {
 fn text_or_base64(bytes: &[u8]) -> (String, Option<&'static str>) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_string(), None),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(bytes), Some("base64")),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            Some("base64"),
+        ),
     }
 }
 
@@ -118,8 +121,12 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         (ep.remote, ep.remote_port, ep.local, ep.local_port)
     };
     let (method, url, status, reason) = match &m.start {
-        StartLine::Request { method, url } => (Some(method.as_str()), Some(url.as_str()), None, None),
-        StartLine::Response { status, reason } => (None, None, Some(*status), Some(reason.as_str())),
+        StartLine::Request { method, url } => {
+            (Some(method.as_str()), Some(url.as_str()), None, None)
+        }
+        StartLine::Response { status, reason } => {
+            (None, None, Some(*status), Some(reason.as_str()))
+        }
     };
     let (body, body_encoding) = text_or_base64(&m.body);
     let (raw_payload, raw_payload_encoding) = if with_raw {
@@ -155,7 +162,10 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         raw_payload_encoding,
         conn_id: e.conn_id,
         latency_ms: e.paired.latency_ns.map(|ns| ns as f64 / 1e6),
-        request: e.paired.request.as_ref().map(|r| RequestRef { method: &r.method, url: &r.url }),
+        request: e.paired.request.as_ref().map(|r| RequestRef {
+            method: &r.method,
+            url: &r.url,
+        }),
         incomplete: m.incomplete.is_some(),
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,
@@ -173,18 +183,32 @@ pub struct Sink {
 impl Sink {
     pub fn open(path: &Path) -> io::Result<Self> {
         if path == Path::new("-") {
-            return Ok(Self { out: BufWriter::new(Box::new(io::stdout())), path: None, lines: 0 });
+            return Ok(Self {
+                out: BufWriter::new(Box::new(io::stdout())),
+                path: None,
+                lines: 0,
+            });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         // Captured traffic holds credentials: only the owner may read it.
-        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(Self { out: BufWriter::with_capacity(256 * 1024, Box::new(file)), path: Some(path.to_path_buf()), lines: 0 })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Self {
+            out: BufWriter::with_capacity(256 * 1024, Box::new(file)),
+            path: Some(path.to_path_buf()),
+            lines: 0,
+        })
     }
 
     pub fn describe(&self) -> String {
-        self.path.as_ref().map_or("standard output".to_string(), |p| p.display().to_string())
+        self.path
+            .as_ref()
+            .map_or("standard output".to_string(), |p| p.display().to_string())
     }
 
     pub fn write_line(&mut self, line: &str) -> io::Result<()> {
@@ -219,6 +243,9 @@ mod tests {
     #[test]
     fn binary_bodies_are_base64() {
         assert_eq!(text_or_base64(b"hi"), ("hi".to_string(), None));
-        assert_eq!(text_or_base64(&[0xff, 0x00]), ("/wA=".to_string(), Some("base64")));
+        assert_eq!(
+            text_or_base64(&[0xff, 0x00]),
+            ("/wA=".to_string(), Some("base64"))
+        );
     }
 }

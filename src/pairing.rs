@@ -60,7 +60,11 @@ impl MessageSink for PairingSink<'_> {
             pending.pop_front();
             self.pairing.evicted += 1;
         }
-        pending.push_back(PendingRequest { method: method.to_string(), url: url.to_string(), end_ns: None });
+        pending.push_back(PendingRequest {
+            method: method.to_string(),
+            url: url.to_string(),
+            end_ns: None,
+        });
     }
 
     fn message(&mut self, message: Message) {
@@ -75,7 +79,11 @@ impl MessageSink for PairingSink<'_> {
                 {
                     p.end_ns = Some(message.last_timestamp_ns);
                 }
-                Paired { message, request: None, latency_ns: None }
+                Paired {
+                    message,
+                    request: None,
+                    latency_ns: None,
+                }
             }
             StartLine::Response { status, .. } => {
                 let request = if (100..200).contains(status) && *status != 101 {
@@ -87,7 +95,11 @@ impl MessageSink for PairingSink<'_> {
                     .as_ref()
                     .and_then(|r| r.end_ns)
                     .map(|end| message.first.timestamp_ns.saturating_sub(end));
-                Paired { message, request, latency_ns }
+                Paired {
+                    message,
+                    request,
+                    latency_ns,
+                }
             }
         };
         self.out.push(paired);

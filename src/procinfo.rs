@@ -31,7 +31,10 @@ pub fn comm_str(comm: &[u8]) -> String {
 
 impl ProcessCache {
     pub fn with_root(root: impl Into<std::path::PathBuf>) -> Self {
-        Self { procs: HashMap::new(), proc_root: root.into() }
+        Self {
+            procs: HashMap::new(),
+            proc_root: root.into(),
+        }
     }
 
     /// Notes a process seen in a record; reads its command line the first time, and again
@@ -54,7 +57,11 @@ impl ProcessCache {
 
     fn read_cmdline(&self, tgid: u32) -> Option<String> {
         let raw = std::fs::read(self.proc_root.join(tgid.to_string()).join("cmdline")).ok()?;
-        let args: Vec<_> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect();
+        let args: Vec<_> = raw
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(String::from_utf8_lossy)
+            .collect();
         (!args.is_empty()).then(|| args.join(" "))
     }
 }
@@ -73,7 +80,10 @@ mod tests {
         // The process exits; the cached line stays.
         std::fs::remove_file(dir.join("42/cmdline")).unwrap();
         cache.observe(42, b"curl\0\0\0\0");
-        assert_eq!(cache.get(42).unwrap().cmdline.as_deref(), Some("curl -s http://x/"));
+        assert_eq!(
+            cache.get(42).unwrap().cmdline.as_deref(),
+            Some("curl -s http://x/")
+        );
         assert_eq!(cache.get(42).unwrap().comm, "curl");
         // A new name under the same pid is a new program: read again (now gone).
         cache.observe(42, b"python3\0");

@@ -4,7 +4,10 @@ use http_profiler_common::{CloseRecord, DataHeader, RecordKind};
 
 #[derive(Debug)]
 pub enum Record<'a> {
-    Data { header: DataHeader, payload: &'a [u8] },
+    Data {
+        header: DataHeader,
+        payload: &'a [u8],
+    },
     Close(CloseRecord),
 }
 
@@ -34,9 +37,15 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
             let header: DataHeader = read(bytes)?;
             let payload = &bytes[size_of::<DataHeader>()..];
             if payload.len() < header.data_len as usize {
-                return Err(DecodeError::BadLength { claimed: header.data_len, held: payload.len() });
+                return Err(DecodeError::BadLength {
+                    claimed: header.data_len,
+                    held: payload.len(),
+                });
             }
-            Ok(Record::Data { header, payload: &payload[..header.data_len as usize] })
+            Ok(Record::Data {
+                header,
+                payload: &payload[..header.data_len as usize],
+            })
         }
         k if k == RecordKind::Close as u32 => Ok(Record::Close(read(bytes)?)),
         k => Err(DecodeError::UnknownKind(k)),
@@ -75,7 +84,10 @@ mod tests {
     fn bytes_of(h: &DataHeader, payload: &[u8]) -> Vec<u8> {
         // SAFETY: DataHeader is repr(C) without implicit padding.
         let mut v = unsafe {
-            std::slice::from_raw_parts((h as *const DataHeader).cast::<u8>(), size_of::<DataHeader>())
+            std::slice::from_raw_parts(
+                (h as *const DataHeader).cast::<u8>(),
+                size_of::<DataHeader>(),
+            )
         }
         .to_vec();
         v.extend_from_slice(payload);
@@ -97,8 +109,17 @@ mod tests {
     #[test]
     fn rejects_short_and_inconsistent_records() {
         assert_eq!(decode(&[1, 0]).unwrap_err(), DecodeError::Short(2));
-        assert_eq!(decode(&[9, 0, 0, 0]).unwrap_err(), DecodeError::UnknownKind(9));
+        assert_eq!(
+            decode(&[9, 0, 0, 0]).unwrap_err(),
+            DecodeError::UnknownKind(9)
+        );
         let bytes = bytes_of(&header(10), b"GET");
-        assert_eq!(decode(&bytes).unwrap_err(), DecodeError::BadLength { claimed: 10, held: 3 });
+        assert_eq!(
+            decode(&bytes).unwrap_err(),
+            DecodeError::BadLength {
+                claimed: 10,
+                held: 3
+            }
+        );
     }
 }

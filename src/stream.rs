@@ -30,10 +30,19 @@ impl StreamCursor {
         let placed = match self.next {
             // The first record seen in this direction: the probe only starts copying a
             // connection at a syscall that begins like an HTTP message.
-            None => Placed { gap: 0, bytes: data },
-            Some(next) if pos >= next => Placed { gap: pos - next, bytes: data },
+            None => Placed {
+                gap: 0,
+                bytes: data,
+            },
+            Some(next) if pos >= next => Placed {
+                gap: pos - next,
+                bytes: data,
+            },
             Some(next) if end <= next => Placed { gap: 0, bytes: &[] },
-            Some(next) => Placed { gap: 0, bytes: &data[(next - pos) as usize..] },
+            Some(next) => Placed {
+                gap: 0,
+                bytes: &data[(next - pos) as usize..],
+            },
         };
         self.next = Some(self.next.map_or(end, |n| n.max(end)));
         placed
@@ -59,8 +68,20 @@ mod tests {
     #[test]
     fn contiguous_records_have_no_gap() {
         let mut c = StreamCursor::default();
-        assert_eq!(c.place(100, b"abc"), Placed { gap: 0, bytes: b"abc" });
-        assert_eq!(c.place(103, b"de"), Placed { gap: 0, bytes: b"de" });
+        assert_eq!(
+            c.place(100, b"abc"),
+            Placed {
+                gap: 0,
+                bytes: b"abc"
+            }
+        );
+        assert_eq!(
+            c.place(103, b"de"),
+            Placed {
+                gap: 0,
+                bytes: b"de"
+            }
+        );
         assert_eq!(c.next_pos(), Some(105));
     }
 
@@ -68,7 +89,13 @@ mod tests {
     fn a_lost_record_shows_as_a_gap() {
         let mut c = StreamCursor::default();
         c.place(0, b"abc");
-        assert_eq!(c.place(10, b"xyz"), Placed { gap: 7, bytes: b"xyz" });
+        assert_eq!(
+            c.place(10, b"xyz"),
+            Placed {
+                gap: 7,
+                bytes: b"xyz"
+            }
+        );
     }
 
     #[test]
@@ -76,7 +103,13 @@ mod tests {
         let mut c = StreamCursor::default();
         c.place(0, b"abcdef");
         assert_eq!(c.place(2, b"cd"), Placed { gap: 0, bytes: b"" });
-        assert_eq!(c.place(4, b"efgh"), Placed { gap: 0, bytes: b"gh" });
+        assert_eq!(
+            c.place(4, b"efgh"),
+            Placed {
+                gap: 0,
+                bytes: b"gh"
+            }
+        );
         assert_eq!(c.next_pos(), Some(8));
     }
 
@@ -87,6 +120,12 @@ mod tests {
         assert_eq!(c.advance_to(10), 6);
         assert_eq!(c.advance_to(10), 0);
         assert_eq!(c.advance_to(3), 0);
-        assert_eq!(c.place(10, b"k"), Placed { gap: 0, bytes: b"k" });
+        assert_eq!(
+            c.place(10, b"k"),
+            Placed {
+                gap: 0,
+                bytes: b"k"
+            }
+        );
     }
 }

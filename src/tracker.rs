@@ -107,7 +107,13 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(limits: Limits, max_conns: usize) -> Self {
-        Self { conns: HashMap::new(), next_id: 1, limits, max_conns: max_conns.max(1), stats: TrackerStats::default() }
+        Self {
+            conns: HashMap::new(),
+            next_id: 1,
+            limits,
+            max_conns: max_conns.max(1),
+            stats: TrackerStats::default(),
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -125,8 +131,16 @@ impl Tracker {
         }
     }
 
-    fn on_data(&mut self, h: &DataHeader, payload: &[u8], out: &mut Vec<Emitted>) -> Option<Ignore> {
-        let reused = self.conns.get(&h.sock).is_some_and(|c| c.generation != h.generation);
+    fn on_data(
+        &mut self,
+        h: &DataHeader,
+        payload: &[u8],
+        out: &mut Vec<Emitted>,
+    ) -> Option<Ignore> {
+        let reused = self
+            .conns
+            .get(&h.sock)
+            .is_some_and(|c| c.generation != h.generation);
         if reused {
             // The kernel object now holds another connection: the old one closed unseen.
             self.end_conn(h.sock, Incomplete::Closed, out);
@@ -142,7 +156,11 @@ impl Tracker {
         }
         conn.last_seen_ns = h.timestamp_ns;
         conn.bytes_seen += payload.len() as u64;
-        let meta = ChunkMeta { timestamp_ns: h.timestamp_ns, tgid: h.tgid, tid: h.tid };
+        let meta = ChunkMeta {
+            timestamp_ns: h.timestamp_ns,
+            tgid: h.tgid,
+            tid: h.tid,
+        };
         let d = (h.direction == DIRECTION_RECV) as usize;
         let mut found = Vec::new();
         {
@@ -164,19 +182,31 @@ impl Tracker {
         }
         conn.messages += found.len() as u64;
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
-        let not_http = conn.messages == 0 && conn.bytes_seen > NOT_HTTP_AFTER_BYTES && !conn.dirs.iter().any(|d| d.parser.in_message());
+        let not_http = conn.messages == 0
+            && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
+            && !conn.dirs.iter().any(|d| d.parser.in_message());
         let (id, endpoints) = (conn.id, conn.endpoints);
-        out.extend(found.into_iter().map(|paired| Emitted { paired, direction: h.direction, conn_id: id, endpoints }));
+        out.extend(found.into_iter().map(|paired| Emitted {
+            paired,
+            direction: h.direction,
+            conn_id: id,
+            endpoints,
+        }));
         if switched || not_http {
             conn.ignored = true;
             self.stats.ignored += 1;
-            return Some(Ignore { sock: h.sock, generation: h.generation });
+            return Some(Ignore {
+                sock: h.sock,
+                generation: h.generation,
+            });
         }
         None
     }
 
     fn on_close(&mut self, close: &CloseRecord, out: &mut Vec<Emitted>) {
-        let Some(conn) = self.conns.get_mut(&close.sock) else { return };
+        let Some(conn) = self.conns.get_mut(&close.sock) else {
+            return;
+        };
         if conn.generation != close.generation {
             return;
         }
@@ -190,7 +220,12 @@ impl Tracker {
                     let mut found = Vec::new();
                     dir.parser.gap(hole, &mut conn.pairing.sink(&mut found));
                     let (id, endpoints) = (conn.id, conn.endpoints);
-                    out.extend(found.into_iter().map(|paired| Emitted { paired, direction: d as u8, conn_id: id, endpoints }));
+                    out.extend(found.into_iter().map(|paired| Emitted {
+                        paired,
+                        direction: d as u8,
+                        conn_id: id,
+                        endpoints,
+                    }));
                 }
             }
         }
@@ -200,7 +235,10 @@ impl Tracker {
     fn new_conn(&mut self, h: &DataHeader) -> Connection {
         let id = self.next_id;
         self.next_id += 1;
-        let dir = || Direction { cursor: StreamCursor::default(), parser: Parser::new(self.limits) };
+        let dir = || Direction {
+            cursor: StreamCursor::default(),
+            parser: Parser::new(self.limits),
+        };
         Connection {
             id,
             generation: h.generation,
@@ -216,14 +254,18 @@ impl Tracker {
 
     /// Ends a connection: messages in progress are written, flagged with `why`.
     fn end_conn(&mut self, sock: u64, why: Incomplete, out: &mut Vec<Emitted>) {
-        let Some(mut conn) = self.conns.remove(&sock) else { return };
+        let Some(mut conn) = self.conns.remove(&sock) else {
+            return;
+        };
         Self::flush(&mut conn, why, out);
     }
 
     fn flush(conn: &mut Connection, why: Incomplete, out: &mut Vec<Emitted>) {
         for d in 0..2 {
             let mut found = Vec::new();
-            conn.dirs[d].parser.end(why, &mut conn.pairing.sink(&mut found));
+            conn.dirs[d]
+                .parser
+                .end(why, &mut conn.pairing.sink(&mut found));
             out.extend(found.into_iter().map(|paired| Emitted {
                 paired,
                 direction: d as u8,
@@ -237,7 +279,12 @@ impl Tracker {
         if self.conns.len() < self.max_conns {
             return;
         }
-        if let Some(oldest) = self.conns.iter().min_by_key(|(_, c)| c.last_seen_ns).map(|(s, _)| *s) {
+        if let Some(oldest) = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| c.last_seen_ns)
+            .map(|(s, _)| *s)
+        {
             self.stats.evicted += 1;
             self.end_conn(oldest, Incomplete::Timeout, out);
         }

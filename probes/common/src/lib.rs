@@ -8,15 +8,12 @@
 /// several records. A power of two, and small enough for a per-CPU map value (32 KiB max).
 pub const CHUNK_BYTES: usize = 16 * 1024;
 
-/// The most bytes copied from one syscall; the rest is counted but not copied.
-pub const MAX_BYTES_PER_SYSCALL: u64 = 64 * 1024;
+/// The most bytes copied from one syscall; the rest is counted but not copied. The probe
+/// copies in tail-called rounds of 4 chunks, 32 rounds at most: 2 MiB.
+pub const MAX_BYTES_PER_SYSCALL: u64 = 2 * 1024 * 1024;
 
 /// The most iovec segments walked for readv/writev/sendmsg/recvmsg.
 pub const MAX_IOVECS: u32 = 32;
-
-/// The most records one syscall can produce: enough for 64 KiB in full chunks, or for
-/// one record per iovec segment.
-pub const MAX_RECORDS_PER_SYSCALL: u32 = MAX_IOVECS + 4;
 
 pub const MAX_PID_FILTERS: usize = 16;
 pub const MAX_PORT_FILTERS: usize = 16;
@@ -242,6 +239,9 @@ mod tests {
     fn records_have_the_layout_both_sides_expect() {
         assert_eq!(core::mem::size_of::<DataHeader>() % 8, 0);
         assert_eq!(core::mem::size_of::<CloseRecord>() % 8, 0);
-        assert_eq!(core::mem::offset_of!(DataRecord, data), core::mem::size_of::<DataHeader>());
+        assert_eq!(
+            core::mem::offset_of!(DataRecord, data),
+            core::mem::size_of::<DataHeader>()
+        );
     }
 }

@@ -1,16 +1,22 @@
 //! Copies what a syscall moved into ring-buffer records.
 
+use aya_ebpf::programs::TracePointContext;
+
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_probe_read_user as probe_read_user_raw,
+    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
+    generated::bpf_probe_read_user as probe_read_user_raw,
 };
 use http_profiler_common::{
     CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
-    MAX_RECORDS_PER_SYSCALL, RecordKind, counter, looks_like_http,
+    RecordKind, counter, looks_like_http,
 };
 
 use crate::{
     conn::{ConnClass, ConnState},
-    maps::{ArgKind, CONNS, EVENTS, SCRATCH, SavedArgs, count},
+    maps::{
+        ArgKind, CHUNKS_PER_CALL, CONNS, COPY, EVENTS, SCRATCH, SavedArgs, TAIL_CALLS, TAIL_COPY,
+        count,
+    },
 };
 
 /// `struct msghdr` as user space passes it (LP64): msg_iov at 16, msg_iovlen at 24.
@@ -36,14 +42,27 @@ struct Segments {
 #[inline(always)]
 fn segments(args: &SavedArgs) -> Option<Segments> {
     if args.kind == ArgKind::Buffer as u32 {
-        return Some(Segments { first_base: args.ptr, first_len: args.count, iov: 0, iov_count: 0 });
+        return Some(Segments {
+            first_base: args.ptr,
+            first_len: args.count,
+            iov: 0,
+            iov_count: 0,
+        });
     }
     let (iov, iov_count) = if args.kind == ArgKind::Iovec as u32 {
         (args.ptr, args.count)
     } else {
-        (read_user::<u64>(args.ptr + MSGHDR_IOV)?, read_user::<u64>(args.ptr + MSGHDR_IOVLEN)?)
+        (
+            read_user::<u64>(args.ptr + MSGHDR_IOV)?,
+            read_user::<u64>(args.ptr + MSGHDR_IOVLEN)?,
+        )
     };
-    Some(Segments { first_base: 0, first_len: 0, iov, iov_count })
+    Some(Segments {
+        first_base: 0,
+        first_len: 0,
+        iov,
+        iov_count,
+    })
 }
 
 /// Classifies a connection on the first bytes of a syscall that starts a message.
@@ -65,7 +84,11 @@ fn classify(conn: &mut ConnState, seg: &Segments, moved: u64) -> bool {
     if n > 4 {
         n = 4;
     }
-    let head: [u8; 4] = if n == 4 { read_user(base).unwrap_or([0; 4]) } else { head_bytes(base, n) };
+    let head: [u8; 4] = if n == 4 {
+        read_user(base).unwrap_or([0; 4])
+    } else {
+        head_bytes(base, n)
+    };
     if looks_like_http(&head, n as usize) {
         conn.class = ConnClass::Http as u32;
         return true;
@@ -92,7 +115,7 @@ fn head_bytes(base: u64, n: u64) -> [u8; 4] {
 
 /// Emits the records for a data syscall that moved `moved` bytes.
 #[inline(always)]
-pub fn data(args: &SavedArgs, moved: u64, pid_tgid: u64) {
+pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64) {
     let Some(conn) = CONNS.get_ptr_mut(&args.sock) else {
         return;
     };
@@ -138,53 +161,92 @@ pub fn data(args: &SavedArgs, moved: u64, pid_tgid: u64) {
     h.remote_addr = conn.remote_addr;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
-    let limit = if moved < MAX_BYTES_PER_SYSCALL { moved } else { MAX_BYTES_PER_SYSCALL };
-    let iov_count = if seg.iov_count < MAX_IOVECS as u64 { seg.iov_count } else { MAX_IOVECS as u64 };
-    let mut seg_base = seg.first_base;
-    let mut seg_left = seg.first_len;
-    let mut next_iov: u64 = 0;
-    let mut done: u64 = 0;
-    let mut i: u32 = 0;
-    while i < MAX_RECORDS_PER_SYSCALL {
+    let Some(cur) = COPY.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU value is ours for this program run and the tail calls it makes.
+    let cur = unsafe { &mut *cur };
+    cur.seg_base = seg.first_base;
+    cur.seg_left = seg.first_len;
+    cur.iov = seg.iov;
+    cur.iov_count = if seg.iov_count < MAX_IOVECS as u64 {
+        seg.iov_count
+    } else {
+        MAX_IOVECS as u64
+    };
+    cur.next_iov = 0;
+    cur.done = 0;
+    cur.limit = if moved < MAX_BYTES_PER_SYSCALL {
+        moved
+    } else {
+        MAX_BYTES_PER_SYSCALL
+    };
+    cur.moved = moved;
+    cur.pos = pos;
+    // SAFETY: ctx is this program's context; the slot holds copy_chunks (set by userspace).
+    unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
+    // Only reached when the tail call failed: nothing of this syscall was copied.
+    count(counter::UNCOPIED_BYTES, moved);
+}
+
+/// Copies up to CHUNKS_PER_CALL records of the syscall described in COPY, then calls
+/// itself for the rest. Each call is verified on its own, so the copy needs no loop long
+/// enough to exhaust the verifier, and a syscall can move up to
+/// CHUNKS_PER_CALL x 32 tail calls x CHUNK_BYTES.
+#[inline(always)]
+pub fn copy_chunks(ctx: &TracePointContext) {
+    let (Some(cur), Some(rec)) = (COPY.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+        return;
+    };
+    // SAFETY: per-CPU values, ours for this program run.
+    let (cur, rec) = unsafe { (&mut *cur, &mut *rec) };
+    let mut i = 0;
+    while i < CHUNKS_PER_CALL {
         i += 1;
-        if done >= limit {
+        if cur.done >= cur.limit {
             break;
         }
-        if seg_left == 0 {
-            if next_iov >= iov_count {
+        if cur.seg_left == 0 {
+            if cur.next_iov >= cur.iov_count {
                 break;
             }
-            let Some([base, len]) = read_user::<[u64; 2]>(seg.iov + next_iov * IOVEC_SIZE) else {
+            let Some([base, len]) = read_user::<[u64; 2]>(cur.iov + cur.next_iov * IOVEC_SIZE)
+            else {
                 break;
             };
-            next_iov += 1;
-            seg_base = base;
-            seg_left = len;
-            if seg_left == 0 {
-                continue;
-            }
+            cur.next_iov += 1;
+            cur.seg_base = base;
+            cur.seg_left = len;
         }
-        let mut n = seg_left;
-        if n > limit - done {
-            n = limit - done;
+        let mut n = cur.seg_left;
+        if n > cur.limit - cur.done {
+            n = cur.limit - cur.done;
         }
         if n > CHUNK_BYTES as u64 {
             n = CHUNK_BYTES as u64;
         }
-        let last = done + n >= limit
-            || (n == seg_left && next_iov >= iov_count)
-            || i == MAX_RECORDS_PER_SYSCALL;
-        rec.header.stream_pos = pos + done;
+        let (base, done) = (cur.seg_base, cur.done);
+        cur.seg_base += n;
+        cur.seg_left -= n;
+        cur.done += n;
+        if n == 0 {
+            continue;
+        }
+        let last = cur.done >= cur.limit || (cur.seg_left == 0 && cur.next_iov >= cur.iov_count);
+        rec.header.stream_pos = cur.pos + done;
         rec.header.syscall_offset = done as u32;
         rec.header.data_len = n as u32;
         rec.header.flags = if last { FLAG_LAST_CHUNK } else { 0 };
-        output_chunk(rec, seg_base, n);
-        seg_base += n;
-        seg_left -= n;
-        done += n;
+        output_chunk(rec, base, n);
     }
-    if moved > done {
-        count(counter::UNCOPIED_BYTES, moved - done);
+    let more = cur.done < cur.limit && (cur.seg_left > 0 || cur.next_iov < cur.iov_count);
+    if more {
+        // SAFETY: as in `data`.
+        unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
+        // The tail-call budget is spent: the rest is counted, not copied.
+    }
+    if cur.moved > cur.done {
+        count(counter::UNCOPIED_BYTES, cur.moved - cur.done);
     }
 }
 
@@ -196,7 +258,11 @@ fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
     }
     // SAFETY: `n` is at most the size of `rec.data`.
     let r = unsafe {
-        probe_read_user_raw(rec.data.as_mut_ptr().cast(), n as u32, src as *const core::ffi::c_void)
+        probe_read_user_raw(
+            rec.data.as_mut_ptr().cast(),
+            n as u32,
+            src as *const core::ffi::c_void,
+        )
     };
     if r != 0 {
         count(counter::DROPPED, 1);
@@ -204,7 +270,12 @@ fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
     }
     let len = core::mem::size_of::<DataHeader>() + n as usize;
     // SAFETY: the header and `n` payload bytes lie inside `rec`.
-    let bytes = unsafe { core::slice::from_raw_parts((rec as *const http_profiler_common::DataRecord).cast::<u8>(), len) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            (rec as *const http_profiler_common::DataRecord).cast::<u8>(),
+            len,
+        )
+    };
     match EVENTS.output::<[u8]>(bytes, 0) {
         Ok(()) => count(counter::RECORDS, 1),
         Err(_) => count(counter::DROPPED, 1),

@@ -1,7 +1,9 @@
 //! Reads of kernel memory: the process filters and the walk from an fd to its TCP socket.
 //! Every struct offset comes from userspace (the running kernel's BTF) through `CONFIG`.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task};
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task,
+};
 use http_profiler_common::{MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
 
 /// Filled in by userspace before load (`EbpfLoader::override_global`).

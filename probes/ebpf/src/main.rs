@@ -47,7 +47,8 @@ fn ret(ctx: &TracePointContext) -> i64 {
 /// selected process whose connection may carry HTTP.
 #[inline(always)]
 fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
-    let (Some(fd), Some(ptr), Some(count)) = (arg::<u64>(ctx, 0), arg::<u64>(ctx, 1), arg::<u64>(ctx, 2))
+    let (Some(fd), Some(ptr), Some(count)) =
+        (arg::<u64>(ctx, 0), arg::<u64>(ctx, 1), arg::<u64>(ctx, 2))
     else {
         return 0;
     };
@@ -99,9 +100,19 @@ data_enter!(enter_write, ArgKind::Buffer, DIRECTION_SEND);
 data_enter!(enter_readv, ArgKind::Iovec, DIRECTION_RECV);
 data_enter!(enter_writev, ArgKind::Iovec, DIRECTION_SEND);
 data_enter!(enter_sendto, ArgKind::Buffer, DIRECTION_SEND);
-data_enter!(enter_recvfrom, ArgKind::Buffer, DIRECTION_RECV, peek_flags_arg = 3);
+data_enter!(
+    enter_recvfrom,
+    ArgKind::Buffer,
+    DIRECTION_RECV,
+    peek_flags_arg = 3
+);
 data_enter!(enter_sendmsg, ArgKind::Msghdr, DIRECTION_SEND);
-data_enter!(enter_recvmsg, ArgKind::Msghdr, DIRECTION_RECV, peek_flags_arg = 2);
+data_enter!(
+    enter_recvmsg,
+    ArgKind::Msghdr,
+    DIRECTION_RECV,
+    peek_flags_arg = 2
+);
 
 /// The exit of every data syscall: copies what it moved.
 #[tracepoint]
@@ -114,8 +125,15 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     let _ = ARGS.remove(&pid_tgid);
     let moved = ret(&ctx);
     if moved > 0 {
-        emit::data(&args, moved as u64, pid_tgid);
+        emit::data(&ctx, &args, moved as u64, pid_tgid);
     }
+    0
+}
+
+/// Tail-called by exit_data (never attached): copies the syscall's bytes in rounds.
+#[tracepoint]
+pub fn copy_chunks(ctx: TracePointContext) -> u32 {
+    emit::copy_chunks(&ctx);
     0
 }
 

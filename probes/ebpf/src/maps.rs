@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use http_profiler_common::{DataRecord, counter};
 
@@ -29,6 +29,32 @@ pub static IGNORED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0
 /// the 512-byte BPF stack.
 #[map]
 pub static SCRATCH: PerCpuArray<DataRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// What the copy of one syscall has left to do, passed along its tail calls.
+#[map]
+pub static COPY: PerCpuArray<CopyState> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct CopyState {
+    pub seg_base: u64,
+    pub seg_left: u64,
+    pub iov: u64,
+    pub iov_count: u64,
+    pub next_iov: u64,
+    pub done: u64,
+    pub limit: u64,
+    pub moved: u64,
+    pub pos: u64,
+}
+
+/// Records one `copy_chunks` run emits before it tail-calls itself.
+pub const CHUNKS_PER_CALL: u32 = 4;
+
+/// Slot of `copy_chunks` in TAIL_CALLS; userspace fills it after loading.
+pub const TAIL_COPY: u32 = 0;
+
+#[map]
+pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Per-CPU counters, indexed by `http_profiler_common::counter`.
 #[map]

@@ -1,0 +1,112 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+/// See the plaintext HTTP/1.x traffic of every process on this host, from its socket
+/// syscalls, as one JSON line per HTTP message.
+///
+/// Runs as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE). No proxy, no code
+/// changes, no restarts: connections that were open before it started are seen too.
+/// Stop it with Ctrl-C or SIGTERM: messages in progress are written, flagged incomplete,
+/// and a summary goes to stderr. Fields: docs/fields.md.
+#[derive(Debug, Parser)]
+#[command(name = "http-profiler", version, about, long_about)]
+pub struct Cli {
+    /// Where to write the JSON lines ("-" for standard output). The file is appended to
+    /// and created readable by its owner only: it holds whatever the traffic holds.
+    #[arg(short, long, env = "OUTPUT_PATH", default_value = "-")]
+    pub output: PathBuf,
+
+    /// Capture only these processes (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Capture only connections with this port at either end (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Capture only processes with this name (as in /proc/PID/comm, at most 15 bytes).
+    #[arg(long)]
+    pub comm: Option<String>,
+
+    /// Decoded body bytes kept per message; the rest is counted and `body_truncated` set.
+    #[arg(long, default_value_t = 16384, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Wire bytes kept per message in `raw_payload`.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub max_raw_bytes: usize,
+
+    /// Leave `raw_payload` out of every line.
+    #[arg(long)]
+    pub no_raw_payload: bool,
+
+    /// Size of the kernel ring buffer the probes write to: a power of two, at least
+    /// 65536. A larger one absorbs longer bursts before records are dropped.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES", value_parser = ring_size)]
+    pub ring_buffer_bytes: u32,
+
+    /// Seconds a message may stall before it is written, flagged incomplete.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub message_timeout: u64,
+
+    /// Connections tracked at once; the least recently active is dropped (and counted)
+    /// to make room.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_connections: usize,
+
+    /// The kernel's BTF, where struct offsets are read.
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux", value_name = "PATH")]
+    pub btf: PathBuf,
+
+    /// More log output (-v info about each stage, -vv debug).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output: only errors, no summary.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+fn ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 65536 || !n.is_power_of_two() {
+        return Err(format!(
+            "{n} is not a power of two of at least 65536 (e.g. 1048576, 16777216)"
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_must_be_a_large_enough_power_of_two() {
+        assert_eq!(ring_size("1048576"), Ok(1048576));
+        assert!(ring_size("100000").is_err());
+        assert!(ring_size("4096").is_err());
+    }
+
+    #[test]
+    fn repeatable_filters_parse() {
+        let cli = Cli::try_parse_from([
+            "http-profiler",
+            "--port",
+            "80",
+            "--port",
+            "8080",
+            "--pid",
+            "1",
+            "-o",
+            "x.jsonl",
+        ])
+        .unwrap();
+        assert_eq!(cli.ports, [80, 8080]);
+        assert_eq!(cli.pids, [1]);
+        assert_eq!(cli.output, PathBuf::from("x.jsonl"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Kernel struct field offsets from the running kernel's BTF, for the probes: Rust
+//! probes cannot carry CO-RE relocations, so userspace resolves each offset at start-up
+//! and injects it.
+
+use std::path::Path;
+
+use btf_rs::{Btf, BtfType, Type};
+use http_profiler_common::KernelOffsets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error(
+        "this kernel has no BTF ({path}: {source}); http-profiler needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (standard in Debian 11+, Ubuntu 20.10+, Fedora 31+), or a BTF \
+         file for this kernel passed with --btf"
+    )]
+    NoBtf { path: String, source: btf_rs::Error },
+    #[error("the kernel's BTF has no {0}: this kernel's layout is not supported")]
+    Missing(String),
+    #[error("{0} is a bit field in this kernel: not supported")]
+    BitField(String),
+    #[error("reading BTF: {0}")]
+    Btf(#[from] btf_rs::Error),
+}
+
+/// The byte offset of `path` (fields, through anonymous structs and unions) in `strukt`.
+pub fn field_offset(btf: &Btf, strukt: &str, path: &[&str]) -> Result<u32, OffsetError> {
+    let name = format!("{strukt}.{}", path.join("."));
+    let mut ty = find_struct(btf, strukt)?
+        .ok_or_else(|| OffsetError::Missing(format!("struct {strukt}")))?;
+    let mut bits = 0u32;
+    for (i, field) in path.iter().enumerate() {
+        let (offset, member_type) =
+            find_member(btf, &ty, field)?.ok_or_else(|| OffsetError::Missing(name.clone()))?;
+        bits += offset;
+        if i + 1 < path.len() {
+            ty = resolve_struct(btf, member_type)?
+                .ok_or_else(|| OffsetError::Missing(name.clone()))?;
+        }
+    }
+    if bits % 8 != 0 {
+        return Err(OffsetError::BitField(name));
+    }
+    Ok(bits / 8)
+}
+
+fn find_struct(btf: &Btf, name: &str) -> Result<Option<btf_rs::Struct>, OffsetError> {
+    for t in btf.resolve_types_by_name(name).unwrap_or_default() {
+        if let Type::Struct(s) = t
+            && !s.members.is_empty()
+        {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// Follows typedefs and qualifiers to a struct or union.
+fn resolve_struct(btf: &Btf, mut id: u32) -> Result<Option<btf_rs::Struct>, OffsetError> {
+    for _ in 0..16 {
+        match btf.resolve_type_by_id(id)? {
+            Type::Struct(s) | Type::Union(s) => return Ok(Some(s)),
+            Type::Typedef(t) => {
+                id = t
+                    .get_type_id()
+                    .ok_or_else(|| OffsetError::Missing("typedef target".into()))?
+            }
+            Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                id = t
+                    .get_type_id()
+                    .ok_or_else(|| OffsetError::Missing("qualified type".into()))?
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// A member's bit offset and type id, looking inside anonymous members.
+fn find_member(
+    btf: &Btf,
+    s: &btf_rs::Struct,
+    field: &str,
+) -> Result<Option<(u32, u32)>, OffsetError> {
+    for m in &s.members {
+        let type_id = m.get_type_id().unwrap_or(0);
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == field {
+            if m.bitfield_size().is_some_and(|b| b != 0) {
+                return Err(OffsetError::BitField(field.to_string()));
+            }
+            return Ok(Some((m.bit_offset(), type_id)));
+        }
+        if name.is_empty()
+            && let Some(inner) = resolve_struct(btf, type_id)?
+            && let Some((off, t)) = find_member(btf, &inner, field)?
+        {
+            return Ok(Some((m.bit_offset() + off, t)));
+        }
+    }
+    Ok(None)
+}
+
+/// Every offset the probes use, from the BTF file at `path`.
+pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
+    let btf = Btf::from_file(path).map_err(|source| OffsetError::NoBtf {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let sk = |f: &str| field_offset(&btf, "sock", &["__sk_common", f]);
+    // Kernels built without IPv6 have no v6 addresses; no IPv6 socket can exist there.
+    let sk_v6 = |f: &str| match sk(f) {
+        Err(OffsetError::Missing(_)) => Ok(0),
+        other => other,
+    };
+    Ok(KernelOffsets {
+        task_files: field_offset(&btf, "task_struct", &["files"])?,
+        files_fdt: field_offset(&btf, "files_struct", &["fdt"])?,
+        fdtable_max_fds: field_offset(&btf, "fdtable", &["max_fds"])?,
+        fdtable_fd: field_offset(&btf, "fdtable", &["fd"])?,
+        file_inode: field_offset(&btf, "file", &["f_inode"])?,
+        file_private_data: field_offset(&btf, "file", &["private_data"])?,
+        inode_mode: field_offset(&btf, "inode", &["i_mode"])?,
+        socket_type: field_offset(&btf, "socket", &["type"])?,
+        socket_sk: field_offset(&btf, "socket", &["sk"])?,
+        sk_family: sk("skc_family")?,
+        sk_protocol: field_offset(&btf, "sock", &["sk_protocol"])?,
+        sk_num: sk("skc_num")?,
+        sk_dport: sk("skc_dport")?,
+        sk_daddr: sk("skc_daddr")?,
+        sk_rcv_saddr: sk("skc_rcv_saddr")?,
+        sk_v6_daddr: sk_v6("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sk_v6("skc_v6_rcv_saddr")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the BTF of the kernel the tests run on: every machine this project supports
+    /// has one, so a missing file is a failure, not a skip.
+    #[test]
+    fn resolves_every_offset_on_the_running_kernel() {
+        let o = resolve(Path::new("/sys/kernel/btf/vmlinux")).expect("the running kernel's BTF");
+        // Fields that lead their struct on every kernel.
+        assert_eq!(o.sk_daddr, 0, "skc_daddr opens struct sock_common");
+        assert_eq!(o.sk_rcv_saddr, 4);
+        assert!(o.task_files > 0 && o.sk_family > 0 && o.sk_protocol > o.sk_family);
+        assert!(o.sk_v6_daddr > 0 && o.socket_sk > o.socket_type);
+    }
+
+    #[test]
+    fn missing_btf_names_the_fix() {
+        let err = resolve(Path::new("/nonexistent/vmlinux"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CONFIG_DEBUG_INFO_BTF") && err.contains("--btf"),
+            "{err}"
+        );
+    }
+}
