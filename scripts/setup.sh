@@ -14,7 +14,7 @@ need_root() {
 
 # Debian packages: bpftool for the tests' program checks, curl as a test peer,
 # python3 for the integration tests and the test peers.
-APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc)
+APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -26,6 +26,13 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+# The integration tests run under whichever python3 comes first on PATH; a python3 that
+# is not Debian's (pyenv, a venv) does not see python3-pytest and gets pytest from PyPI.
+if ! python3 -m pytest --version >/dev/null 2>&1; then
+    log "installing pytest for $(command -v python3)"
+    python3 -m pip install --quiet pytest
 fi
 
 if ! command -v rustup >/dev/null 2>&1; then

@@ -134,7 +134,7 @@ fn parse_size(line: &[u8]) -> Option<u64> {
     }
     let rest = &line[digits_end..];
     let rest_ok = rest.iter().all(|&b| b == b' ' || b == b'\t')
-        || rest.iter().skip_while(|&&b| b == b' ' || b == b'\t').next() == Some(&b';');
+        || rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b';');
     if !rest_ok {
         return None;
     }

@@ -17,5 +17,6 @@ pub mod preflight;
 pub mod probes;
 pub mod procinfo;
 pub mod record;
+pub mod seed;
 pub mod stream;
 pub mod tracker;

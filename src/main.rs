@@ -1,6 +1,6 @@
 //! The http-profiler binary: wires the pipeline stages together and handles signals.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::Path, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -14,6 +14,7 @@ use http_profiler::{
     probes::{Counters, Probes},
     procinfo::ProcessCache,
     record::{self, Record},
+    seed,
     tracker::{Emitted, Tracker},
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
@@ -160,6 +161,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "this kernel has no tracepoint syscalls:{tp}: traffic through it is not captured"
         );
     }
+    let blocked = seed::blocked_reads(Path::new("/proc"), std::process::id(), |tgid, comm| {
+        (cli.pids.is_empty() || cli.pids.contains(&tgid))
+            && cli.comm.as_deref().is_none_or(|c| c == comm)
+    });
+    let seeded = probes.seed_blocked_reads(Path::new("/proc"), &blocked);
+    log::info!(
+        "{seeded} threads were blocked in a read when the probes attached: their reads are captured too"
+    );
     let limits = Limits {
         max_body: cli.max_body_bytes,
         max_raw: cli.max_raw_bytes,
@@ -181,7 +190,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
     let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
-    if !(cli.quiet > 0) {
+    if cli.quiet == 0 {
         eprintln!(
             "http-profiler: capturing HTTP/1.x; writing to {}; Ctrl-C to stop",
             pipeline.sink.describe()
@@ -230,12 +239,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let s = pipeline.tracker.stats;
         eprintln!(
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
-             {} bytes not captured; {} connections not HTTP; {} decode errors; {} write errors",
+             {} bytes not captured; {} syscalls on connections that are not HTTP; \
+             {} connections left as not HTTP; {} decode errors; {} write errors",
             pipeline.sink.lines,
             pipeline.sink.describe(),
             c.records,
             c.dropped,
             s.gap_bytes,
+            c.not_http,
             s.ignored,
             pipeline.decode_errors,
             pipeline.write_errors,

@@ -38,7 +38,7 @@ pub fn field_offset(btf: &Btf, strukt: &str, path: &[&str]) -> Result<u32, Offse
                 .ok_or_else(|| OffsetError::Missing(name.clone()))?;
         }
     }
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         return Err(OffsetError::BitField(name));
     }
     Ok(bits / 8)

@@ -4,12 +4,17 @@
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::TracePoint,
 };
-use http_profiler_common::{ProbeConfig, counter};
+use std::path::Path;
 
-use crate::tracker::Ignore;
+use http_profiler_common::{ProbeConfig, SavedArgs, counter, state};
+
+use crate::{
+    seed::{self, BlockedRead},
+    tracker::Ignore,
+};
 
 /// Which tracepoints each program serves. `exit_data` copies for every data syscall.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
@@ -54,6 +59,8 @@ pub struct Probes {
     ebpf: Option<Ebpf>,
     counters: PerCpuArray<MapData, u64>,
     ignored: HashMap<MapData, u64, u32>,
+    args: HashMap<MapData, u64, SavedArgs>,
+    state: Array<MapData, i64>,
     /// Tracepoints this kernel lacks: what goes through them is not captured.
     pub missing: Vec<String>,
 }
@@ -107,27 +114,20 @@ impl Probes {
                     .with_context(|| format!("attaching {name} to syscalls:{tp}"))?;
             }
         }
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or_else(|| anyhow!("no EVENTS map"))?,
-        )?;
-        let counters = PerCpuArray::try_from(
-            ebpf.take_map("COUNTERS")
-                .ok_or_else(|| anyhow!("no COUNTERS map"))?,
-        )?;
-        let ignored = HashMap::try_from(
-            ebpf.take_map("IGNORED")
-                .ok_or_else(|| anyhow!("no IGNORED map"))?,
-        )?;
-        Ok((
-            Self {
-                ebpf: Some(ebpf),
-                counters,
-                ignored,
-                missing,
-            },
-            ring,
-        ))
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let ignored = HashMap::try_from(take(&mut ebpf, "IGNORED")?)?;
+        let args = HashMap::try_from(take(&mut ebpf, "ARGS")?)?;
+        let state = Array::try_from(take(&mut ebpf, "STATE")?)?;
+        let probes = Self {
+            ebpf: Some(ebpf),
+            counters,
+            ignored,
+            args,
+            state,
+            missing,
+        };
+        Ok((probes, ring))
     }
 
     /// Detaches every program (the maps stay readable).
@@ -150,12 +150,47 @@ impl Probes {
         }
     }
 
+    /// Hands the exit hook the reads threads were blocked in when the probes attached.
+    /// Returns how many were seeded.
+    pub fn seed_blocked_reads(&mut self, proc_root: &Path, blocked: &[BlockedRead]) -> usize {
+        const BPF_NOEXIST: u64 = 1;
+        // Set first: an entry used before the count is set would push it below zero.
+        if let Err(e) = self.state.set(state::SEEDS_LEFT, blocked.len() as i64, 0) {
+            log::warn!("cannot seed blocked reads: {e}");
+            return 0;
+        }
+        let mut seeded = 0;
+        for b in blocked {
+            // NOEXIST: an entry hook that ran since the scan knows better.
+            if self.args.insert(b.pid_tgid(), b.args, BPF_NOEXIST).is_ok() {
+                seeded += 1;
+            }
+        }
+        // A thread that left its syscall between the scan and the insert must not keep
+        // an entry that its next read would take for its own.
+        for b in blocked {
+            let still =
+                seed::blocked_read(proc_root, b.tgid, b.tid).is_some_and(|now| now.line == b.line);
+            if !still && self.args.get(&b.pid_tgid(), 0).is_ok_and(|a| a.seeded != 0) {
+                let _ = self.args.remove(&b.pid_tgid());
+                seeded -= 1;
+            }
+        }
+        let _ = self.state.set(state::SEEDS_LEFT, seeded as i64, 0);
+        seeded
+    }
+
     /// Tells the probes to stop copying a connection.
     pub fn ignore(&mut self, ignore: Ignore) {
         if let Err(e) = self.ignored.insert(ignore.sock, ignore.generation, 0) {
             log::debug!("could not mark a connection as not HTTP: {e}");
         }
     }
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("the probe object has no map {name}"))
 }
 
 /// Adds the fix to the kernel's usual refusals.

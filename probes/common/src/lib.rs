@@ -198,6 +198,50 @@ pub struct CloseRecord {
     pub recv_end: u64,
 }
 
+/// How a data syscall passes its bytes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// read, write, sendto, recvfrom: one buffer.
+    Buffer = 1,
+    /// readv, writev: an iovec array and its length.
+    Iovec = 2,
+    /// sendmsg, recvmsg: a msghdr holding an iovec array.
+    Msghdr = 3,
+    /// connect: only the fd matters.
+    Connect = 4,
+}
+
+/// A syscall's arguments, saved at its entry for its exit, per thread (pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SavedArgs {
+    pub kind: u32,
+    pub direction: u32,
+    pub fd: i32,
+    /// The syscall's number, checked at exit against the exit's own.
+    pub syscall_nr: u32,
+    /// The buffer, iovec array or msghdr.
+    pub ptr: u64,
+    /// The buffer's size or the iovec count.
+    pub count: u64,
+    /// The socket, or 0 in a seeded entry (see `seeded`).
+    pub sock: u64,
+    pub generation: u32,
+    /// Non-zero when userspace wrote this entry at start-up for a thread that was already
+    /// blocked in the syscall (an idle keep-alive server thread waiting in read): no
+    /// entry hook ran, so the exit resolves the socket itself.
+    pub seeded: u32,
+}
+
+/// Indexes of the `STATE` array map.
+pub mod state {
+    /// Seeded `ARGS` entries not yet used or discarded; while non-zero, data syscall
+    /// entries discard a seeded entry left by their thread.
+    pub const SEEDS_LEFT: u32 = 0;
+    pub const COUNT: u32 = 1;
+}
+
 /// Indexes of the per-CPU counters in the `COUNTERS` map.
 pub mod counter {
     /// Records put into the ring buffer.
@@ -218,6 +262,7 @@ mod pod {
     // pattern is valid and they can be copied as bytes.
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::SavedArgs {}
 }
 
 #[cfg(test)]

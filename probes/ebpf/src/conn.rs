@@ -64,7 +64,7 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
         state.local_addr = read(sock, o.sk_v6_rcv_saddr)?;
         state.remote_addr = read(sock, o.sk_v6_daddr)?;
     }
-    CONNS.insert(&sock, &state, 0).ok()?;
+    CONNS.insert(sock, state, 0).ok()?;
     Some(state.generation)
 }
 
@@ -72,13 +72,13 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
 /// copied, after the port filter, the HTTP classification and userspace's ignore list.
 #[inline(always)]
 pub fn conn_for_data(sock: u64) -> Option<u32> {
-    let state = match CONNS.get_ptr(&sock) {
+    let state = match CONNS.get_ptr(sock) {
         // SAFETY: a valid map value pointer; fields are read by value.
         Some(s) => unsafe { *s },
         None => {
             open_conn(sock, ConnClass::Midstream)?;
             // SAFETY: as above.
-            unsafe { *CONNS.get_ptr(&sock)? }
+            unsafe { *CONNS.get_ptr(sock)? }
         }
     };
     if state.class == ConnClass::NotHttp as u32 {
@@ -89,7 +89,7 @@ pub fn conn_for_data(sock: u64) -> Option<u32> {
         return None;
     }
     // SAFETY: the value is read by value.
-    if let Some(g) = unsafe { IGNORED.get(&sock) }
+    if let Some(g) = unsafe { IGNORED.get(sock) }
         && *g == state.generation
     {
         count(counter::NOT_HTTP, 1);

@@ -7,16 +7,13 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user as probe_read_user_raw,
 };
 use http_profiler_common::{
-    CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
-    RecordKind, counter, looks_like_http,
+    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, MAX_BYTES_PER_SYSCALL,
+    MAX_IOVECS, RecordKind, SavedArgs, counter, looks_like_http,
 };
 
 use crate::{
     conn::{ConnClass, ConnState},
-    maps::{
-        ArgKind, CHUNKS_PER_CALL, CONNS, COPY, EVENTS, SCRATCH, SavedArgs, TAIL_CALLS, TAIL_COPY,
-        count,
-    },
+    maps::{CHUNKS_PER_CALL, CONNS, COPY, EVENTS, SCRATCH, TAIL_CALLS, TAIL_COPY, count},
 };
 
 /// `struct msghdr` as user space passes it (LP64): msg_iov at 16, msg_iovlen at 24.
@@ -116,7 +113,7 @@ fn head_bytes(base: u64, n: u64) -> [u8; 4] {
 /// Emits the records for a data syscall that moved `moved` bytes.
 #[inline(always)]
 pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64) {
-    let Some(conn) = CONNS.get_ptr_mut(&args.sock) else {
+    let Some(conn) = CONNS.get_ptr_mut(args.sock) else {
         return;
     };
     // SAFETY: a valid map value pointer, used for this one program run.
@@ -285,7 +282,7 @@ fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
 /// Tells userspace that a process closed its fd for an HTTP connection.
 #[inline(always)]
 pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
-    let Some(state) = CONNS.get_ptr(&sock) else {
+    let Some(state) = CONNS.get_ptr(sock) else {
         return;
     };
     // SAFETY: read by value from a valid map value pointer.

@@ -15,16 +15,17 @@ mod maps;
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND};
+use http_profiler_common::{ArgKind, DIRECTION_RECV, DIRECTION_SEND, SavedArgs, state};
 
 use crate::{
     conn::{ConnClass, open_conn},
-    maps::{ARGS, ArgKind, SavedArgs},
+    maps::{ARGS, state_add, state_get},
 };
 
 /// Syscall tracepoint records: after the 8-byte common header and the syscall number, each
 /// argument (enter) or the return value (exit) takes 8 bytes. This layout is the same on
 /// every kernel and architecture since syscall tracepoints exist.
+const SYSCALL_NR: usize = 8;
 const ARG0: usize = 16;
 const RET: usize = 16;
 
@@ -35,6 +36,27 @@ const EINPROGRESS: i64 = 115;
 fn arg<T>(ctx: &TracePointContext, i: usize) -> Option<T> {
     // SAFETY: the offset lies inside the tracepoint record, which holds six arguments.
     unsafe { ctx.read_at::<T>(ARG0 + 8 * i) }.ok()
+}
+
+/// The syscall number: an int in enter records, a long in exit records (little-endian,
+/// so its low half reads the same).
+#[inline(always)]
+fn syscall_nr(ctx: &TracePointContext) -> u32 {
+    // SAFETY: every syscall tracepoint record holds the number at SYSCALL_NR.
+    unsafe { ctx.read_at::<u32>(SYSCALL_NR) }.unwrap_or(u32::MAX)
+}
+
+/// A thread that enters a syscall is out of whatever syscall userspace seeded for it.
+#[inline(always)]
+fn drop_stale_seed(pid_tgid: u64) {
+    if state_get(state::SEEDS_LEFT) <= 0 {
+        return;
+    }
+    // SAFETY: read by value.
+    if unsafe { ARGS.get(pid_tgid) }.is_some_and(|a| a.seeded != 0) {
+        let _ = ARGS.remove(pid_tgid);
+        state_add(state::SEEDS_LEFT, -1);
+    }
 }
 
 #[inline(always)]
@@ -53,6 +75,7 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
         return 0;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
+    drop_stale_seed(pid_tgid);
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
@@ -66,13 +89,14 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
         kind: kind as u32,
         direction: direction as u32,
         fd: fd as i32,
-        _pad: 0,
+        syscall_nr: syscall_nr(ctx),
         ptr,
         count,
         sock,
         generation: conn,
+        seeded: 0,
     };
-    let _ = ARGS.insert(&pid_tgid, &args, 0);
+    let _ = ARGS.insert(pid_tgid, args, 0);
     0
 }
 
@@ -119,10 +143,24 @@ data_enter!(
 pub fn exit_data(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(args) = (unsafe { ARGS.get(&pid_tgid) }).copied() else {
+    let Some(mut args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = ARGS.remove(&pid_tgid);
+    let _ = ARGS.remove(pid_tgid);
+    if args.syscall_nr != syscall_nr(&ctx) {
+        return 0;
+    }
+    if args.seeded != 0 {
+        state_add(state::SEEDS_LEFT, -1);
+        let Some(sock) = kernel::tcp_sock_of_fd(args.fd) else {
+            return 0;
+        };
+        let Some(generation) = conn::conn_for_data(sock) else {
+            return 0;
+        };
+        args.sock = sock;
+        args.generation = generation;
+    }
     let moved = ret(&ctx);
     if moved > 0 {
         emit::data(&ctx, &args, moved as u64, pid_tgid);
@@ -150,13 +188,14 @@ pub fn enter_connect(ctx: TracePointContext) -> u32 {
         kind: ArgKind::Connect as u32,
         direction: 0,
         fd: fd as i32,
-        _pad: 0,
+        syscall_nr: syscall_nr(&ctx),
         ptr: 0,
         count: 0,
         sock: 0,
         generation: 0,
+        seeded: 0,
     };
-    let _ = ARGS.insert(&pid_tgid, &args, 0);
+    let _ = ARGS.insert(pid_tgid, args, 0);
     0
 }
 
@@ -164,10 +203,10 @@ pub fn enter_connect(ctx: TracePointContext) -> u32 {
 pub fn exit_connect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(args) = (unsafe { ARGS.get(&pid_tgid) }).copied() else {
+    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = ARGS.remove(&pid_tgid);
+    let _ = ARGS.remove(pid_tgid);
     let r = ret(&ctx);
     // A non-blocking connect returns EINPROGRESS with the addresses already chosen.
     if (r == 0 || r == -EINPROGRESS)

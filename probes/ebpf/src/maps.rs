@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use http_profiler_common::{DataRecord, counter};
+use http_profiler_common::{DataRecord, SavedArgs, counter, state};
 
 use crate::conn::ConnState;
 
@@ -56,6 +56,10 @@ pub const TAIL_COPY: u32 = 0;
 #[map]
 pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// Shared scalars, indexed by `http_profiler_common::state`; userspace writes them.
+#[map]
+pub static STATE: Array<i64> = Array::with_max_entries(state::COUNT, 0);
+
 /// Per-CPU counters, indexed by `http_profiler_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -69,30 +73,20 @@ pub fn count(index: u32, by: u64) {
     }
 }
 
-#[repr(u32)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ArgKind {
-    /// read, write, sendto, recvfrom: one buffer.
-    Buffer = 1,
-    /// readv, writev: an iovec array and its length.
-    Iovec = 2,
-    /// sendmsg, recvmsg: a msghdr holding an iovec array.
-    Msghdr = 3,
-    /// connect: only the fd matters.
-    Connect = 4,
+/// Adds `by` to a shared scalar. Not atomic (the BPF target has no atomic RMW in core):
+/// the only user is a gate for a slow path, where a lost update costs a few lookups.
+#[inline(always)]
+pub fn state_add(index: u32, by: i64) {
+    if let Some(v) = STATE.get_ptr_mut(index) {
+        // SAFETY: a valid, aligned map value pointer.
+        unsafe { *v += by };
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SavedArgs {
-    pub kind: u32,
-    pub direction: u32,
-    pub fd: i32,
-    pub _pad: u32,
-    /// The buffer, iovec array or msghdr.
-    pub ptr: u64,
-    /// The buffer's size or the iovec count.
-    pub count: u64,
-    pub sock: u64,
-    pub generation: u32,
+#[inline(always)]
+pub fn state_get(index: u32) -> i64 {
+    // SAFETY: a valid map value pointer, read by value.
+    STATE
+        .get_ptr(index)
+        .map_or(0, |v| unsafe { core::ptr::read_volatile(v) })
 }

@@ -1,0 +1,113 @@
+"""Fixtures for the privileged integration tests: the real http-profiler binary, loaded
+into the running kernel, watching real peers. They need root and BPF; where those are
+missing they fail with the reason, they never skip."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("HTTP_PROFILER", ROOT / "target" / "release" / "http-profiler"))
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_sessionstart(session):
+    if os.geteuid() != 0:
+        pytest.exit("the integration tests load eBPF probes: run them as root (make test does)", returncode=2)
+    if not BINARY.exists():
+        pytest.exit(f"{BINARY} is missing: run `make build` first (make test does)", returncode=2)
+
+
+class Profiler:
+    """A running http-profiler writing to a file in a temporary directory."""
+
+    def __init__(self, tmp_path, *args):
+        self.output = tmp_path / "events.jsonl"
+        self.stderr_path = tmp_path / "profiler.stderr"
+        self.stderr = open(self.stderr_path, "w+")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "--output", str(self.output), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+        )
+        deadline = time.time() + 30
+        while "capturing" not in self.stderr_path.read_text():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"http-profiler exited {self.proc.returncode}: {self.stderr_path.read_text()}")
+            if time.time() > deadline:
+                raise AssertionError(f"http-profiler did not start: {self.stderr_path.read_text()}")
+            time.sleep(0.05)
+        self.returncode = None
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the profiler; returns its parsed JSON lines."""
+        # Records still in flight reach the ring buffer within microseconds; give the
+        # reader a moment before the stop.
+        time.sleep(0.5)
+        self.proc.send_signal(sig)
+        self.returncode = self.proc.wait(timeout=30)
+        self.stderr.close()
+        return self.lines()
+
+    def raw(self):
+        return self.output.read_bytes() if self.output.exists() else b""
+
+    def lines(self):
+        return [json.loads(line) for line in self.raw().decode().splitlines()]
+
+    def summary(self):
+        """The counters of the exit summary."""
+        text = self.stderr_path.read_text()
+        m = re.search(
+            r"(\d+) messages written .*ring buffer: (\d+) records, (\d+) dropped; (\d+) bytes not captured; "
+            r"(\d+) syscalls on connections that are not HTTP",
+            text,
+        )
+        assert m, f"no summary in stderr: {text}"
+        keys = ["messages", "records", "dropped", "gap_bytes", "not_http"]
+        return dict(zip(keys, map(int, m.groups())))
+
+
+@pytest.fixture
+def start_profiler(tmp_path):
+    started = []
+
+    def start(*args):
+        p = Profiler(tmp_path, *args)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+@pytest.fixture
+def echo_server():
+    """A Python http.server that echoes POST bodies; yields (pid, port)."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "echo_server.py")], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    yield proc.pid, port
+    proc.terminate()
+    proc.wait()
+
+
+def keepalive_client(port, *requests, wait_before=None):
+    args = [sys.executable, str(HERE / "keepalive_client.py"), str(port)]
+    if wait_before is not None:
+        args += ["--wait-before", str(wait_before)]
+    return subprocess.Popen(args + list(requests), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def of_port(lines, port):
+    """The lines of connections to or from `port`."""
+    return [l for l in lines if port in (l["source_port"], l["dest_port"])]

@@ -1,0 +1,183 @@
+"""Real peers, the real binary, the running kernel: what each exchange writes."""
+
+import datetime
+import json
+import os
+import random
+import socket
+import subprocess
+import time
+
+from conftest import keepalive_client, of_port
+
+CLIENT, SERVER = "client", "server"
+
+
+def parse_ts(s):
+    # RFC 3339 with nanoseconds; Python parses microseconds.
+    head, frac = s.rstrip("Z").split(".")
+    return datetime.datetime.fromisoformat(f"{head}.{frac[:6]}+00:00").timestamp()
+
+
+def check_exchange(lines, *, client_pid, server_pid, port, method, url, status, req_body=b"", resp_body=None, t0, t1):
+    """Exactly the four lines of one exchange, each with the right fields."""
+    assert len(lines) == 4, json.dumps(lines, indent=1)
+    by_role = {}
+    for l in lines:
+        role = SERVER if l["pid"] == server_pid else CLIENT
+        kind = "request" if "method" in l else "response"
+        by_role[(role, kind)] = l
+    assert set(by_role) == {(r, k) for r in (CLIENT, SERVER) for k in ("request", "response")}, lines
+    c_req, s_req = by_role[(CLIENT, "request")], by_role[(SERVER, "request")]
+    c_resp, s_resp = by_role[(CLIENT, "response")], by_role[(SERVER, "response")]
+    assert c_req["pid"] == client_pid and c_resp["pid"] == client_pid
+    assert c_req["direction"] == "send" and s_req["direction"] == "recv"
+    assert s_resp["direction"] == "send" and c_resp["direction"] == "recv"
+    for l in (c_req, s_req):
+        assert l["method"] == method and l["url"] == url
+        assert l["dest_port"] == port and l["source_ip"] == "127.0.0.1" and l["dest_ip"] == "127.0.0.1"
+        assert l["body"].encode() == req_body and not l["body_truncated"]
+        assert l["bytes"] == c_req["bytes"]
+        assert "latency_ms" not in l
+    for l in (c_resp, s_resp):
+        assert l["status_code"] == status and l["source_port"] == port
+        assert l["request"] == {"method": method, "url": url}
+        assert l["latency_ms"] >= 0
+        assert l["headers"]["X-Echo-Server"] == "1"
+        if resp_body is not None:
+            assert l["body"].encode() == resp_body and not l["body_truncated"]
+        assert l["bytes"] == s_resp["bytes"]
+    # Both ends see the same ports, mirrored.
+    assert c_req["source_port"] == s_req["source_port"] == c_resp["dest_port"] == s_resp["dest_port"]
+    for l in lines:
+        assert not l["incomplete"] and not l["capture_gap"]
+        assert t0 - 1 <= parse_ts(l["timestamp"]) <= t1 + 1, (l["timestamp"], t0, t1)
+        assert l["http_version"] == "1.1"
+    return by_role
+
+
+def curl(*args):
+    proc = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args], stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    return proc.pid, int(out)
+
+
+def test_curl_get_and_100k_post_each_write_four_lines(start_profiler, echo_server, tmp_path):
+    server_pid, port = echo_server
+    profiler = start_profiler("--port", str(port), "--max-body-bytes", "200000")
+    body = bytes(random.Random(1).choice(b"abcdefghij") for _ in range(100 * 1024))
+    (tmp_path / "body").write_bytes(body)
+    t0 = time.time()
+    get_pid, get_status = curl(f"http://127.0.0.1:{port}/hello?x=1")
+    post_pid, post_status = curl("--data-binary", f"@{tmp_path / 'body'}", "-H", "Content-Type: text/plain", f"http://127.0.0.1:{port}/echo")
+    t1 = time.time()
+    lines = profiler.stop()
+    assert profiler.returncode == 0
+    assert (get_status, post_status) == (200, 200)
+    lines = of_port(lines, port)
+    get_lines = [l for l in lines if l["pid"] == get_pid or l.get("url") == "/hello?x=1" or (l.get("request") or {}).get("url") == "/hello?x=1"]
+    post_lines = [l for l in lines if l not in get_lines]
+    check_exchange(get_lines, client_pid=get_pid, server_pid=server_pid, port=port, method="GET", url="/hello?x=1",
+                   status=200, resp_body=b'{"path": "/hello?x=1", "ok": true}', t0=t0, t1=t1)
+    roles = check_exchange(post_lines, client_pid=post_pid, server_pid=server_pid, port=port, method="POST", url="/echo",
+                           status=200, req_body=body, resp_body=body, t0=t0, t1=t1)
+    assert roles[(CLIENT, "request")]["headers"]["Content-Length"] == str(len(body))
+    assert roles[(CLIENT, "request")]["comm"] == "curl"
+    assert "curl" in roles[(CLIENT, "request")]["cmdline"] and "/echo" in roles[(CLIENT, "request")]["cmdline"]
+    assert roles[(SERVER, "response")]["headers"]["Content-Type"] == "text/plain"
+
+
+def test_http_client_keepalive_connection_pairs_every_exchange(start_profiler, echo_server):
+    server_pid, port = echo_server
+    profiler = start_profiler("--port", str(port))
+    t0 = time.time()
+    client = keepalive_client(port, "GET:/a", "POST:/b:1000", "GET:/c?q=2", "POST:/d:5")
+    out, _ = client.communicate(timeout=30)
+    t1 = time.time()
+    lines = of_port(profiler.stop(), port)
+    assert [json.loads(l)["status"] for l in out.splitlines()] == [200] * 4
+    assert len(lines) == 16
+    # One connection per end: the client's and the server's.
+    assert len({l["conn_id"] for l in lines}) == 2
+    for url, method in [("/a", "GET"), ("/b", "POST"), ("/c?q=2", "GET"), ("/d", "POST")]:
+        ex = [l for l in lines if l.get("url") == url or (l.get("request") or {}).get("url") == url]
+        size = {"/b": 1000, "/d": 5}.get(url, 0)
+        i = ["/a", "/b", "/c?q=2", "/d"].index(url)
+        req_body = bytes((i * 7 + j) % 26 + 97 for j in range(size))
+        roles = check_exchange(ex, client_pid=client.pid, server_pid=server_pid, port=port, method=method, url=url,
+                               status=200, req_body=req_body, resp_body=req_body if method == "POST" else None, t0=t0, t1=t1)
+        assert roles[(CLIENT, "request")]["headers"]["X-Test"] == f"req-{i}"
+        assert roles[(CLIENT, "request")]["comm"].startswith("python")
+
+
+def test_connection_opened_before_the_profiler_is_captured(start_profiler, echo_server):
+    server_pid, port = echo_server
+    client = keepalive_client(port, "GET:/before", "GET:/after", wait_before=1)
+    assert json.loads(client.stdout.readline())["status"] == 200
+    assert client.stdout.readline().strip() == "ready"
+    profiler = start_profiler("--port", str(port))
+    t0 = time.time()
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    out, _ = client.communicate(timeout=30)
+    t1 = time.time()
+    assert json.loads(out.splitlines()[0])["status"] == 200
+    lines = of_port(profiler.stop(), port)
+    assert not [l for l in lines if "/before" in (l.get("url"), (l.get("request") or {}).get("url"))]
+    check_exchange(lines, client_pid=client.pid, server_pid=server_pid, port=port, method="GET", url="/after",
+                   status=200, t0=t0, t1=t1)
+
+
+def test_sigterm_during_traffic_exits_cleanly_and_detaches(start_profiler, echo_server):
+    _, port = echo_server
+    profiler = start_profiler()
+    load = subprocess.Popen(
+        ["bash", "-c", f"for i in $(seq 400); do curl -s -o /dev/null http://127.0.0.1:{port}/load$i || exit 1; done"]
+    )
+    time.sleep(1.5)
+    assert load.poll() is None, "the load ended before the signal: it must still be running"
+    profiler.proc.send_signal(15)
+    assert profiler.proc.wait(timeout=30) == 0
+    load.wait(timeout=120)
+    raw = profiler.raw()
+    assert raw.endswith(b"\n")
+    lines = [json.loads(l) for l in raw.decode().splitlines()]
+    assert len(lines) > 10
+    progs = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True, check=True).stdout
+    ours = ["exit_data", "copy_chunks", "enter_read", "enter_write", "enter_close", "exit_accept"]
+    assert not [p for p in ours if f" name {p} " in progs], progs
+
+
+def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_path):
+    profiler = start_profiler()
+    big = tmp_path / "big"
+    big.write_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 200000)
+    subprocess.run(["cp", str(big), str(tmp_path / "copy")], check=True)
+    subprocess.run(f"cat {big} | cat > /dev/null", shell=True, check=True)
+    # UDP datagrams whose payload is HTTP text.
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(20):
+        tx.sendto(b"GET /udp HTTP/1.1\r\nHost: x\r\n\r\n", rx.getsockname())
+        rx.recvfrom(4096)
+    # A TCP connection carrying random bytes, from another process so that the profiler
+    # (which ignores the test runner only if it is itself) sees both ends.
+    script = (
+        "import os, socket\n"
+        "s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
+        "for _ in range(50):\n"
+        "    c.sendall(b'\\x16\\x03' + os.urandom(4094)); n = 0\n"
+        "    while n < 4096: n += len(a.recv(65536))\n"
+        "    a.sendall(os.urandom(1000)); n = 0\n"
+        "    while n < 1000: n += len(c.recv(65536))\n"
+    )
+    subprocess.run(["python3", "-c", script], check=True)
+    lines = profiler.stop()
+    assert profiler.returncode == 0
+    assert lines == []
+    s = profiler.summary()
+    assert s["records"] == 0, s
+    # The TCP connection was seen, examined and left alone in the kernel.
+    assert s["not_http"] > 0, s
