@@ -28,9 +28,9 @@ def pytest_sessionstart(session):
 class Profiler:
     """A running http-profiler writing to a file in a temporary directory."""
 
-    def __init__(self, tmp_path, *args):
-        self.output = tmp_path / "events.jsonl"
-        self.stderr_path = tmp_path / "profiler.stderr"
+    def __init__(self, tmp_path, *args, name="profiler"):
+        self.output = tmp_path / f"{name}.jsonl"
+        self.stderr_path = tmp_path / f"{name}.stderr"
         self.stderr = open(self.stderr_path, "w+")
         self.proc = subprocess.Popen(
             [str(BINARY), "--output", str(self.output), *args],
@@ -80,7 +80,7 @@ def start_profiler(tmp_path):
     started = []
 
     def start(*args):
-        p = Profiler(tmp_path, *args)
+        p = Profiler(tmp_path, *args, name=f"profiler{len(started)}")
         started.append(p)
         return p
 

@@ -1,0 +1,105 @@
+"""The other syscall shapes (sendmsg/readv with many iovec segments), messages cut short,
+process filters, and connections userspace hands back to the kernel as not HTTP."""
+
+import json
+import subprocess
+import sys
+import time
+
+from conftest import of_port
+
+IOVEC_CLIENT = r"""
+import os, socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+body = b"0123456789abcdef" * 64
+head = b"POST /iov HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
+# 2 + 20 segments: the head in two, the body in twenty.
+segments = [head[:10], head[10:]] + [body[i:i + len(body) // 20 + 1] for i in range(0, len(body), len(body) // 20 + 1)]
+assert len(segments) >= 18, len(segments)
+sent = s.sendmsg(segments)
+assert sent == len(head) + len(body)
+got = b""
+bufs = [bytearray(100) for _ in range(40)]
+while b"\r\n\r\n" not in got or len(got) < got.index(b"\r\n\r\n") + 4 + len(body):
+    n = os.readv(s.fileno(), bufs)
+    assert n > 0
+    got += b"".join(bytes(b) for b in bufs)[:n]
+print(len(got))
+"""
+
+
+def test_sendmsg_and_readv_with_many_segments(start_profiler, echo_server):
+    server_pid, port = echo_server
+    profiler = start_profiler("--port", str(port))
+    client = subprocess.run([sys.executable, "-c", IOVEC_CLIENT, str(port)], capture_output=True, text=True, timeout=30)
+    assert client.returncode == 0, client.stderr
+    lines = of_port(profiler.stop(), port)
+    body = "0123456789abcdef" * 64
+    assert len(lines) == 4, json.dumps(lines, indent=1)
+    for l in lines:
+        assert l["body"] == body and not l["body_truncated"] and not l["incomplete"] and not l["capture_gap"]
+    assert sorted(l["direction"] for l in lines) == ["recv", "recv", "send", "send"]
+    assert all(l["request"] == {"method": "POST", "url": "/iov"} for l in lines if "status_code" in l)
+
+
+CUT_SHORT = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly-this-much")
+s.close()
+"""
+
+
+def test_a_message_cut_short_by_a_close_is_written_flagged(start_profiler, echo_server):
+    _, port = echo_server
+    profiler = start_profiler("--port", str(port))
+    subprocess.run([sys.executable, "-c", CUT_SHORT, str(port)], check=True, timeout=30)
+    time.sleep(0.5)
+    lines = of_port(profiler.stop(), port)
+    cut = [l for l in lines if l.get("url") == "/cut"]
+    # The client's copy ends at its close; the server's when it closes after its timeout
+    # on the short read or at the profiler's stop: both are written, flagged.
+    assert len(cut) == 2, lines
+    for l in cut:
+        assert l["incomplete"] and l["incomplete_reason"] in ("closed", "shutdown")
+        assert l["body"] == "only-this-much" and l["body_truncated"]
+
+
+def test_comm_and_pid_filters_select_processes(start_profiler, echo_server):
+    server_pid, port = echo_server
+    profiler = start_profiler("--comm", "curl")
+    subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/c"], check=True)
+    lines = of_port(profiler.stop(), port)
+    assert len(lines) == 2 and {l["comm"] for l in lines} == {"curl"}, lines
+    profiler = start_profiler("--pid", str(server_pid))
+    subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/p"], check=True)
+    lines = of_port(profiler.stop(), port)
+    assert len(lines) == 2 and {l["pid"] for l in lines} == {server_pid}, lines
+
+
+JUNK_AFTER_GET = r"""
+import os, socket, sys
+srv = socket.create_server(("127.0.0.1", 0))
+c = socket.create_connection(srv.getsockname())
+a, _ = srv.accept()
+# Starts like a request, is not one: the kernel copies it until userspace says stop.
+c.sendall(b"GET ")
+for _ in range(40):
+    c.sendall(os.urandom(65536))
+    n = 0
+    while n < 65536:
+        n += len(a.recv(1 << 20))
+"""
+
+
+def test_userspace_stops_the_kernel_copying_a_connection_that_is_not_http(start_profiler):
+    profiler = start_profiler()
+    subprocess.run([sys.executable, "-c", JUNK_AFTER_GET], check=True, timeout=60)
+    lines = profiler.stop()
+    s = profiler.summary()
+    assert lines == []
+    # 2.5 MiB went each way through the socket; copied in full it would take over 300
+    # records of 16 KiB. Once userspace gave up on the connection the kernel stopped.
+    assert s["records"] < 150, s
+    assert s["not_http"] > 0, s
