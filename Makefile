@@ -36,6 +36,9 @@ integration: build
 
 test: lint unit integration
 
+DURATION ?= 20
+export DURATION
+
 demo: build
 	@bash scripts/demo.sh
 

@@ -57,6 +57,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_connections: usize,
 
+    /// Also show a readable line per exchange as it completes (on stdout, or on stderr
+    /// when --output is -): time, client -> server, method, URL, status, latency, size.
+    #[arg(long)]
+    pub pretty: bool,
+
     /// The kernel's BTF, where struct offsets are read.
     #[arg(long, default_value = "/sys/kernel/btf/vmlinux", value_name = "PATH")]
     pub btf: PathBuf,

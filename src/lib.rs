@@ -10,6 +10,7 @@ pub mod chunked;
 pub mod cli;
 pub mod clock;
 pub mod http;
+pub mod live;
 pub mod offsets;
 pub mod output;
 pub mod pairing;

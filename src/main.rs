@@ -1,6 +1,6 @@
 //! The http-profiler binary: wires the pipeline stages together and handles signals.
 
-use std::{path::Path, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::Path, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -10,6 +10,7 @@ use http_profiler::{
     cli::Cli,
     clock::{WallClock, monotonic_ns},
     http::Limits,
+    live::LiveView,
     offsets, output, preflight,
     probes::{Counters, Probes},
     procinfo::ProcessCache,
@@ -102,6 +103,7 @@ struct Pipeline {
     clock: WallClock,
     sink: output::Sink,
     with_raw: bool,
+    live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     decode_errors: u64,
     write_errors: u64,
@@ -132,6 +134,11 @@ impl Pipeline {
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
             let line = output::render(&e, &self.procs, &self.clock, self.with_raw);
+            if let Some((view, out)) = &mut self.live
+                && let Some(text) = view.line(&e, &self.procs, &self.clock)
+            {
+                let _ = writeln!(out, "{text}");
+            }
             if let Err(err) = self.sink.write_line(&line) {
                 if self.write_errors == 0 {
                     log::error!("cannot write to {}: {err}", self.sink.describe());
@@ -180,6 +187,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         clock: WallClock::now(),
         sink,
         with_raw: !cli.no_raw_payload,
+        live: cli.pretty.then(|| {
+            let out: Box<dyn std::io::Write> =
+                if cli.output == Path::new("-") { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+            (LiveView::default(), out)
+        }),
         emitted: Vec::new(),
         decode_errors: 0,
         write_errors: 0,

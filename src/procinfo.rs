@@ -8,8 +8,12 @@ const MAX_PROCESSES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcInfo {
+    /// The process's name (its main thread's comm).
     pub comm: String,
     pub cmdline: Option<String>,
+    /// Thread names seen in its records: a new one means a new thread, or an exec or a
+    /// reused pid, and the entry is read again.
+    thread_comms: Vec<String>,
 }
 
 pub struct ProcessCache {
@@ -37,18 +41,29 @@ impl ProcessCache {
         }
     }
 
-    /// Notes a process seen in a record; reads its command line the first time, and again
-    /// when its name changed (an exec, or a reused pid).
-    pub fn observe(&mut self, tgid: u32, comm: &[u8]) {
-        let comm = comm_str(comm);
-        if self.procs.get(&tgid).is_some_and(|p| p.comm == comm) {
+    /// Notes a process seen in a record (`thread_comm` is the comm of the thread that
+    /// made the syscall); reads its name and command line the first time, and again when
+    /// a thread name not seen before shows up (an exec, or a reused pid).
+    pub fn observe(&mut self, tgid: u32, thread_comm: &[u8]) {
+        let thread_comm = comm_str(thread_comm);
+        if self.procs.get(&tgid).is_some_and(|p| p.thread_comms.contains(&thread_comm)) {
             return;
         }
         if self.procs.len() >= MAX_PROCESSES {
             self.procs.clear();
         }
+        let base = self.proc_root.join(tgid.to_string());
+        let comm = std::fs::read_to_string(base.join("comm")).ok().map(|c| c.trim_end().to_string());
         let cmdline = self.read_cmdline(tgid);
-        self.procs.insert(tgid, ProcInfo { comm, cmdline });
+        let entry = self.procs.entry(tgid).or_default();
+        // A process that already exited keeps what was read while it ran.
+        if comm.is_some() || entry.comm.is_empty() {
+            entry.comm = comm.unwrap_or_else(|| thread_comm.clone());
+            entry.cmdline = cmdline;
+        }
+        if entry.thread_comms.len() < 64 {
+            entry.thread_comms.push(thread_comm);
+        }
     }
 
     pub fn get(&self, tgid: u32) -> Option<&ProcInfo> {
@@ -71,23 +86,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_command_line_once_per_process_name() {
+    fn names_the_process_not_the_thread_and_survives_its_exit() {
         let dir = std::env::temp_dir().join(format!("hp-proc-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("42")).unwrap();
-        std::fs::write(dir.join("42/cmdline"), b"curl\0-s\0http://x/\0").unwrap();
+        std::fs::write(dir.join("42/cmdline"), b"traffic-gen\0--count\x005\0").unwrap();
+        std::fs::write(dir.join("42/comm"), b"traffic-gen\n").unwrap();
         let mut cache = ProcessCache::with_root(&dir);
-        cache.observe(42, b"curl\0\0\0\0");
-        // The process exits; the cached line stays.
+        cache.observe(42, b"tokio-runtime-w\0");
+        assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
+        assert_eq!(cache.get(42).unwrap().cmdline.as_deref(), Some("traffic-gen --count 5"));
+        // The process exits: what was read stays, even for a thread not seen before.
         std::fs::remove_file(dir.join("42/cmdline")).unwrap();
-        cache.observe(42, b"curl\0\0\0\0");
-        assert_eq!(
-            cache.get(42).unwrap().cmdline.as_deref(),
-            Some("curl -s http://x/")
-        );
-        assert_eq!(cache.get(42).unwrap().comm, "curl");
-        // A new name under the same pid is a new program: read again (now gone).
-        cache.observe(42, b"python3\0");
-        assert_eq!(cache.get(42).unwrap().cmdline, None);
+        std::fs::remove_file(dir.join("42/comm")).unwrap();
+        cache.observe(42, b"other-thread\0");
+        assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
+        assert_eq!(cache.get(42).unwrap().cmdline.as_deref(), Some("traffic-gen --count 5"));
+        // A process never seen alive is named after its thread.
+        cache.observe(43, b"curl\0");
+        assert_eq!(cache.get(43).unwrap().comm, "curl");
+        assert_eq!(cache.get(43).unwrap().cmdline, None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
