@@ -188,8 +188,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         sink,
         with_raw: !cli.no_raw_payload,
         live: cli.pretty.then(|| {
-            let out: Box<dyn std::io::Write> =
-                if cli.output == Path::new("-") { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+            let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            };
             (LiveView::default(), out)
         }),
         emitted: Vec::new(),
@@ -252,7 +255,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         eprintln!(
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
-             {} connections left as not HTTP; {} decode errors; {} write errors",
+             {} connections left as not HTTP; {} connections evicted from a full table; \
+             {} decode errors; {} write errors",
             pipeline.sink.lines,
             pipeline.sink.describe(),
             c.records,
@@ -260,6 +264,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             s.gap_bytes,
             c.not_http,
             s.ignored,
+            s.evicted,
             pipeline.decode_errors,
             pipeline.write_errors,
         );

@@ -46,14 +46,20 @@ impl ProcessCache {
     /// a thread name not seen before shows up (an exec, or a reused pid).
     pub fn observe(&mut self, tgid: u32, thread_comm: &[u8]) {
         let thread_comm = comm_str(thread_comm);
-        if self.procs.get(&tgid).is_some_and(|p| p.thread_comms.contains(&thread_comm)) {
+        if self
+            .procs
+            .get(&tgid)
+            .is_some_and(|p| p.thread_comms.contains(&thread_comm))
+        {
             return;
         }
         if self.procs.len() >= MAX_PROCESSES {
             self.procs.clear();
         }
         let base = self.proc_root.join(tgid.to_string());
-        let comm = std::fs::read_to_string(base.join("comm")).ok().map(|c| c.trim_end().to_string());
+        let comm = std::fs::read_to_string(base.join("comm"))
+            .ok()
+            .map(|c| c.trim_end().to_string());
         let cmdline = self.read_cmdline(tgid);
         let entry = self.procs.entry(tgid).or_default();
         // A process that already exited keeps what was read while it ran.
@@ -94,13 +100,19 @@ mod tests {
         let mut cache = ProcessCache::with_root(&dir);
         cache.observe(42, b"tokio-runtime-w\0");
         assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
-        assert_eq!(cache.get(42).unwrap().cmdline.as_deref(), Some("traffic-gen --count 5"));
+        assert_eq!(
+            cache.get(42).unwrap().cmdline.as_deref(),
+            Some("traffic-gen --count 5")
+        );
         // The process exits: what was read stays, even for a thread not seen before.
         std::fs::remove_file(dir.join("42/cmdline")).unwrap();
         std::fs::remove_file(dir.join("42/comm")).unwrap();
         cache.observe(42, b"other-thread\0");
         assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
-        assert_eq!(cache.get(42).unwrap().cmdline.as_deref(), Some("traffic-gen --count 5"));
+        assert_eq!(
+            cache.get(42).unwrap().cmdline.as_deref(),
+            Some("traffic-gen --count 5")
+        );
         // A process never seen alive is named after its thread.
         cache.observe(43, b"curl\0");
         assert_eq!(cache.get(43).unwrap().comm, "curl");

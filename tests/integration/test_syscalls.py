@@ -103,3 +103,36 @@ def test_userspace_stops_the_kernel_copying_a_connection_that_is_not_http(start_
     # records of 16 KiB. Once userspace gave up on the connection the kernel stopped.
     assert s["records"] < 150, s
     assert s["not_http"] > 0, s
+
+
+DUAL_STACK_SERVER = r"""
+import http.server, socket, sys
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+class Quiet(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+s = Server(("::", 0), Quiet)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def test_ipv6_and_ipv4_mapped_addresses_print_as_the_peer_sees_them(start_profiler):
+    server = subprocess.Popen([sys.executable, "-c", DUAL_STACK_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        profiler = start_profiler("--port", str(port))
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", "-g", f"http://[::1]:{port}/six"], check=True)
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/four"], check=True)
+        lines = of_port(profiler.stop(), port)
+    finally:
+        server.terminate()
+        server.wait()
+    assert len(lines) == 8, lines
+    for url, ip in (("/six", "::1"), ("/four", "127.0.0.1")):
+        ex = [l for l in lines if url in (l.get("url"), (l.get("request") or {}).get("url"))]
+        assert len(ex) == 4
+        # The server's socket is IPv6; a v4 client reaches it as ::ffff:127.0.0.1, shown as IPv4.
+        assert {(l["source_ip"], l["dest_ip"]) for l in ex} == {(ip, ip)}, ex
