@@ -563,17 +563,26 @@ fn parse_head(head: &[u8]) -> Option<ParsedHead> {
     }
 }
 
+/// The start line of a head that never completed, when it is a well-formed one: the
+/// message is then written, flagged; anything else is dropped as noise.
 fn partial_start_line(head: &[u8]) -> Option<StartLine> {
     let line_end = head.iter().position(|&b| b == b'\n')?;
-    let line = String::from_utf8_lossy(&head[..line_end]);
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (a, b, c) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-    if a.starts_with("HTTP/") {
+    let line = std::str::from_utf8(&head[..line_end])
+        .ok()?
+        .trim_end_matches('\r');
+    if line.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    let mut parts = line.splitn(3, ' ');
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+    let version = |v: &str| v == "HTTP/1.0" || v == "HTTP/1.1";
+    if version(a) {
+        let status = b.parse().ok().filter(|s| (100..600).contains(s))?;
         Some(StartLine::Response {
-            status: b.parse().ok()?,
+            status,
             reason: c.to_string(),
         })
-    } else if starts_like_message(head) {
+    } else if version(c) && starts_like_message(head) && !b.is_empty() {
         Some(StartLine::Request {
             method: a.to_string(),
             url: b.to_string(),

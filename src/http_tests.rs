@@ -324,3 +324,16 @@ fn oversized_head_is_cut_and_flagged() {
     assert_eq!(request(msgs[0]).1, "/big");
     assert_eq!(request(msgs[msgs.len() - 1]).1, "/after");
 }
+
+#[test]
+fn an_endless_head_of_noise_after_a_method_gives_no_message() {
+    let mut c = Conn::new(Limits {
+        max_head: 1024,
+        ..Limits::default()
+    });
+    let mut wire = b"GET \xff\xfe\x01junk\n".to_vec();
+    wire.extend(std::iter::repeat_n(b'x', 4096));
+    c.req(&wire);
+    c.close();
+    assert!(c.out.is_empty());
+}
