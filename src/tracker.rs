@@ -315,3 +315,7 @@ impl Tracker {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tracker_tests.rs"]
+mod tests;

@@ -136,3 +136,34 @@ def test_ipv6_and_ipv4_mapped_addresses_print_as_the_peer_sees_them(start_profil
         assert len(ex) == 4
         # The server's socket is IPv6; a v4 client reaches it as ::ffff:127.0.0.1, shown as IPv4.
         assert {(l["source_ip"], l["dest_ip"]) for l in ex} == {(ip, ip)}, ex
+
+
+ONE_BIG_SEND = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+body = b"x" * (3 * 1024 * 1024)
+head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
+assert s.send(head + body) == len(head) + len(body)   # one syscall moves it all on loopback
+resp = b""
+while b"\r\n\r\n" not in resp or len(resp) < resp.index(b"\r\n\r\n") + 4 + len(body):
+    resp += s.recv(1 << 20)
+print(len(head) + len(body))
+"""
+
+
+def test_a_syscall_beyond_the_copy_cap_keeps_exact_sizes_and_is_flagged(start_profiler, echo_server):
+    server_pid, port = echo_server
+    profiler = start_profiler("--port", str(port), "--max-body-bytes", "4000000")
+    r = subprocess.run([sys.executable, "-c", ONE_BIG_SEND, str(port)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wire = int(r.stdout)
+    lines = of_port(profiler.stop(), port)
+    reqs = {l["pid"] == server_pid: l for l in lines if l.get("url") == "/big"}
+    client, server = reqs[False], reqs[True]
+    # The client's single 3 MiB write: 2 MiB copied, the rest counted.
+    assert client["bytes"] == wire and client["body_size"] == 3 * 1024 * 1024
+    assert client["capture_gap"] and client["body_truncated"] and not client["incomplete"]
+    # The server read it in pieces: complete.
+    assert server["bytes"] == wire and not server["capture_gap"] and not server["body_truncated"]
+    assert server["body"] == "x" * (3 * 1024 * 1024)
+    assert profiler.summary()["gap_bytes"] >= 1024 * 1024

@@ -1,0 +1,169 @@
+//! Unit tests of the connection table, fed records as the probes would write them.
+
+use http_profiler_common::{DIRECTION_SEND, RecordKind};
+
+use super::*;
+use crate::http::StartLine;
+
+const SOCK: u64 = 0xffff_8880_0000_1000;
+
+fn header(direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader {
+    DataHeader {
+        kind: RecordKind::Data as u32,
+        flags: FLAG_LAST_CHUNK,
+        tgid: 10,
+        tid: 11,
+        fd: 3,
+        generation: 1,
+        sock: SOCK,
+        timestamp_ns: ts,
+        stream_pos: pos,
+        syscall_bytes: len as u64,
+        syscall_offset: 0,
+        data_len: len as u32,
+        direction,
+        _pad: 0,
+        family: 2,
+        local_port: 40000,
+        remote_port: 80,
+        local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        remote_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        comm: [0; 16],
+    }
+}
+
+fn feed(t: &mut Tracker, h: DataHeader, payload: &[u8]) -> Vec<Emitted> {
+    let mut out = Vec::new();
+    t.on_record(&Record::Data { header: h, payload }, &mut out);
+    out
+}
+
+fn close(t: &mut Tracker, send_end: u64, recv_end: u64) -> Vec<Emitted> {
+    let mut out = Vec::new();
+    let rec = CloseRecord {
+        kind: RecordKind::Close as u32,
+        _pad: 0,
+        tgid: 10,
+        tid: 11,
+        fd: 3,
+        generation: 1,
+        sock: SOCK,
+        timestamp_ns: 0,
+        send_end,
+        recv_end,
+    };
+    t.on_record(&Record::Close(rec), &mut out);
+    out
+}
+
+const REQ: &[u8] = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+#[test]
+fn a_request_and_its_response_on_one_connection_end() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let out = feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1_000), REQ);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].direction, DIRECTION_SEND);
+    assert_eq!(
+        out[0].endpoints.remote,
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))
+    );
+    let out = feed(&mut t, header(DIRECTION_RECV, 0, RESP.len(), 5_000), RESP);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].paired.request.as_ref().unwrap().url, "/x");
+    assert_eq!(out[0].paired.latency_ns, Some(4_000));
+    assert_eq!(out[0].conn_id, 1);
+}
+
+#[test]
+fn bytes_not_copied_by_the_probe_are_a_flagged_gap_with_the_size_kept() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let head = b"POST /big HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
+    let mut payload = head.to_vec();
+    payload.extend_from_slice(&[b'a'; 20]);
+    // The syscall moved head + 100 bytes, the probe copied head + 20.
+    let mut h = header(DIRECTION_SEND, 0, payload.len(), 1);
+    h.syscall_bytes = (head.len() + 100) as u64;
+    let out = feed(&mut t, h, &payload);
+    assert_eq!(out.len(), 1);
+    let m = &out[0].paired.message;
+    assert!(m.capture_gap && m.body_truncated && m.incomplete.is_none());
+    assert_eq!(m.wire_bytes, (head.len() + 100) as u64);
+    assert_eq!(m.body_len, 100);
+    assert_eq!(t.stats.gap_bytes, 80);
+}
+
+#[test]
+fn a_lost_record_inside_a_body_is_a_gap() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let head = b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+    assert!(feed(&mut t, header(DIRECTION_SEND, 0, head.len(), 1), head).is_empty());
+    // Bytes head.len()..head.len()+6 were lost; the last 4 arrive.
+    let out = feed(
+        &mut t,
+        header(DIRECTION_SEND, head.len() as u64 + 6, 4, 2),
+        b"wxyz",
+    );
+    assert_eq!(out.len(), 1);
+    assert!(out[0].paired.message.capture_gap);
+    assert_eq!(out[0].paired.message.wire_bytes, head.len() as u64 + 10);
+}
+
+#[test]
+fn close_writes_what_is_in_progress_and_sees_trailing_loss() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1), REQ);
+    let part = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc";
+    assert!(feed(&mut t, header(DIRECTION_RECV, 0, part.len(), 2), part).is_empty());
+    // The probe saw 10 more bytes arrive than userspace got records for.
+    let out = close(&mut t, REQ.len() as u64, part.len() as u64 + 10);
+    assert_eq!(out.len(), 1);
+    let m = &out[0].paired.message;
+    assert_eq!(m.incomplete, Some(Incomplete::Closed));
+    assert!(m.capture_gap);
+    assert_eq!(t.connections(), 0);
+}
+
+#[test]
+fn a_reused_kernel_socket_starts_a_new_connection() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let part = b"POST /old HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc";
+    feed(&mut t, header(DIRECTION_SEND, 0, part.len(), 1), part);
+    let mut h = header(DIRECTION_SEND, 0, REQ.len(), 2);
+    h.generation = 2;
+    let out = feed(&mut t, h, REQ);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].paired.message.incomplete, Some(Incomplete::Closed));
+    assert_eq!(out[0].conn_id, 1);
+    assert!(matches!(&out[1].paired.message.start, StartLine::Request { url, .. } if url == "/x"));
+    assert_eq!(out[1].conn_id, 2);
+}
+
+#[test]
+fn stalled_messages_time_out_and_idle_connections_are_forgotten() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let part = b"POST /slow HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc";
+    feed(&mut t, header(DIRECTION_SEND, 0, part.len(), 1_000), part);
+    let mut out = Vec::new();
+    t.expire(2_000, 5_000, 50_000, &mut out);
+    assert!(out.is_empty());
+    t.expire(10_000, 5_000, 50_000, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].paired.message.incomplete, Some(Incomplete::Timeout));
+    assert_eq!(t.connections(), 1);
+    t.expire(100_000, 5_000, 50_000, &mut out);
+    assert_eq!(t.connections(), 0);
+}
+
+#[test]
+fn a_full_table_evicts_the_least_recently_active_connection() {
+    let mut t = Tracker::new(Limits::default(), 2);
+    for (i, sock) in [1u64, 2, 3].into_iter().enumerate() {
+        let mut h = header(DIRECTION_SEND, 0, 4, i as u64);
+        h.sock = sock;
+        feed(&mut t, h, b"GET ");
+    }
+    assert_eq!(t.connections(), 2);
+    assert_eq!(t.stats.evicted, 1);
+}
