@@ -85,3 +85,27 @@ def test_make_demo_reconciles_and_leaves_nothing_behind():
         assert subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 1, f"{name} left running"
     progs = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True).stdout
     assert " name exit_data " not in progs
+
+
+def test_ctrl_c_stops_make_demo_and_everything_it_started():
+    import os
+    import signal
+
+    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group.
+    demo = subprocess.Popen(["make", "demo", "DURATION=60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    seen = []
+    for line in demo.stdout:
+        seen.append(line)
+        if "-> demo-server:8080" in line:
+            break
+    time.sleep(2)
+    os.killpg(demo.pid, signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    out = "".join(seen) + rest
+    assert "interrupted" in out, out[-2000:]
+    assert "reconciliation" in out, out[-2000:]
+    time.sleep(0.5)
+    for name in ("demo-server", "traffic-gen", "http-profiler"):
+        assert subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 1, f"{name} left running"
+    assert " name exit_data " not in subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True).stdout
