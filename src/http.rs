@@ -319,21 +319,14 @@ impl Parser {
             self.state = State::Head { synced: false };
             return;
         };
-        let mut message = Message {
-            start: parsed.start,
-            version_minor: parsed.version_minor,
-            headers: parsed.headers,
-            trailers: Vec::new(),
-            body: Vec::new(),
-            body_len: 0,
-            body_truncated: false,
-            raw: head[..head.len().min(self.limits.max_raw)].to_vec(),
-            wire_bytes: head.len() as u64,
-            first: self.head_meta,
-            last_timestamp_ns: meta.timestamp_ns,
-            incomplete: None,
-            capture_gap: gap,
-        };
+        let mut message = self.message_from_head(
+            parsed.start,
+            parsed.version_minor,
+            parsed.headers,
+            &head,
+            gap,
+        );
+        message.last_timestamp_ns = meta.timestamp_ns;
         let body = match &message.start {
             StartLine::Request { method, url } => {
                 sink.request_started(method, url);
@@ -446,17 +439,19 @@ impl Parser {
         }
     }
 
-    /// Writes a head that never completed, if it at least has a start line.
-    fn flush_head(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
-        let head = std::mem::take(&mut self.head);
-        let gap = std::mem::take(&mut self.head_gap);
-        let Some(start) = partial_start_line(&head) else {
-            return;
-        };
-        sink.message(Message {
+    /// A message of just its head, dated from the head's first byte.
+    fn message_from_head(
+        &self,
+        start: StartLine,
+        version_minor: u8,
+        headers: Vec<(String, String)>,
+        head: &[u8],
+        capture_gap: bool,
+    ) -> Message {
+        Message {
             start,
-            version_minor: 1,
-            headers: Vec::new(),
+            version_minor,
+            headers,
             trailers: Vec::new(),
             body: Vec::new(),
             body_len: 0,
@@ -465,9 +460,22 @@ impl Parser {
             wire_bytes: head.len() as u64,
             first: self.head_meta,
             last_timestamp_ns: self.head_meta.timestamp_ns,
-            incomplete: Some(why),
-            capture_gap: gap || why == Incomplete::Gap,
-        });
+            incomplete: None,
+            capture_gap,
+        }
+    }
+
+    /// Writes a head that never completed, if it at least has a start line.
+    fn flush_head(&mut self, why: Incomplete, sink: &mut dyn MessageSink) {
+        let head = std::mem::take(&mut self.head);
+        let gap = std::mem::take(&mut self.head_gap);
+        let Some(start) = partial_start_line(&head) else {
+            return;
+        };
+        let mut message =
+            self.message_from_head(start, 1, Vec::new(), &head, gap || why == Incomplete::Gap);
+        message.incomplete = Some(why);
+        sink.message(message);
     }
 }
 
