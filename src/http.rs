@@ -92,12 +92,23 @@ pub struct Message {
     pub incomplete: Option<Incomplete>,
     /// Some of the message's bytes were never captured.
     pub capture_gap: bool,
+    /// The body went by sendfile or splice, so it was counted but not seen.
+    pub body_omitted: Option<&'static str>,
 }
 
 impl Message {
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
+}
+
+/// Why bytes of a stream are missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// Records were lost or not copied: `capture_gap`.
+    Lost,
+    /// The bytes never passed through user memory (sendfile, splice): `body_omitted`.
+    Omitted(&'static str),
 }
 
 /// Receives what the parser finds; implemented by the pairing stage.
@@ -201,7 +212,7 @@ impl Parser {
     }
 
     /// `len` bytes of this direction were not captured.
-    pub fn gap(&mut self, len: u64, sink: &mut dyn MessageSink) {
+    pub fn gap(&mut self, len: u64, why: Missing, sink: &mut dyn MessageSink) {
         if len == 0 {
             return;
         }
@@ -215,7 +226,10 @@ impl Parser {
                 }
             }
             State::Body { message, body } => {
-                message.capture_gap = true;
+                match why {
+                    Missing::Lost => message.capture_gap = true,
+                    Missing::Omitted(reason) => message.body_omitted = Some(reason),
+                }
                 message.body_truncated = true;
                 message.wire_bytes += len;
                 match body {
@@ -224,11 +238,15 @@ impl Parser {
                         message.body_len += len;
                     }
                     Body::Length(remaining) => {
-                        // The gap ran past this message's end: what follows is unknown.
-                        message.wire_bytes -= len - *remaining;
+                        // The message ends inside the gap; past its end, if the gap runs
+                        // on, where the next message starts is unknown.
+                        let beyond = len - *remaining;
+                        message.wire_bytes -= beyond;
                         message.body_len += *remaining;
                         self.finish_body(None, sink);
-                        self.state = State::Head { synced: false };
+                        if beyond > 0 {
+                            self.state = State::Head { synced: false };
+                        }
                     }
                     Body::UntilClose => message.body_len += len,
                     Body::Chunked(_) => {
@@ -462,6 +480,7 @@ impl Parser {
             last_timestamp_ns: self.head_meta.timestamp_ns,
             incomplete: None,
             capture_gap,
+            body_omitted: None,
         }
     }
 

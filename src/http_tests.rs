@@ -256,7 +256,8 @@ fn response_without_length_runs_to_close() {
 fn a_gap_inside_a_sized_body_keeps_framing() {
     let mut c = Conn::new(Limits::default());
     c.req(b"POST /g HTTP/1.1\r\nContent-Length: 10\r\n\r\nab");
-    c.requests.gap(5, &mut c.pairing.sink(&mut c.out));
+    c.requests
+        .gap(5, Missing::Lost, &mut c.pairing.sink(&mut c.out));
     c.req(b"cdeGET /next HTTP/1.1\r\n\r\n");
     let msgs = c.messages();
     assert_eq!(msgs.len(), 2);
@@ -271,7 +272,8 @@ fn a_gap_inside_a_chunked_body_flags_it_and_resyncs() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET /c HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
-    c.responses.gap(100, &mut c.pairing.sink(&mut c.out));
+    c.responses
+        .gap(100, Missing::Lost, &mut c.pairing.sink(&mut c.out));
     c.resp(b"xyz\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
     assert_eq!(responses[0].message.incomplete, Some(Incomplete::Gap));
@@ -336,4 +338,24 @@ fn an_endless_head_of_noise_after_a_method_gives_no_message() {
     c.req(&wire);
     c.close();
     assert!(c.out.is_empty());
+}
+
+#[test]
+fn a_body_sent_by_sendfile_is_counted_flagged_and_keeps_the_stream_in_sync() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /file HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 2097152\r\n\r\n");
+    c.responses.gap(
+        2097152,
+        Missing::Omitted("sendfile"),
+        &mut c.pairing.sink(&mut c.out),
+    );
+    c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses.len(), 2);
+    let file = &responses[0].message;
+    assert_eq!(file.body_omitted, Some("sendfile"));
+    assert!(!file.capture_gap && file.incomplete.is_none() && file.body.is_empty());
+    assert_eq!(file.body_len, 2097152);
+    assert_eq!(responses[1].request.as_ref().unwrap().url, "/next");
 }

@@ -124,6 +124,7 @@ mod tests {
                     last_timestamp_ns: 0,
                     incomplete: None,
                     capture_gap: false,
+                    body_omitted: None,
                 },
                 request: is_response.then(|| PendingRequest {
                     method: "POST".into(),

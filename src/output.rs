@@ -57,6 +57,8 @@ struct Line<'a> {
     body_size: u64,
     body_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    body_omitted: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     raw_payload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_payload_encoding: Option<&'static str>,
@@ -158,6 +160,7 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         body_encoding,
         body_size: m.body_len,
         body_truncated: m.body_truncated,
+        body_omitted: m.body_omitted,
         raw_payload,
         raw_payload_encoding,
         conn_id: e.conn_id,

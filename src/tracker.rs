@@ -6,10 +6,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use http_profiler_common::{CloseRecord, DIRECTION_RECV, DataHeader, FLAG_LAST_CHUNK};
+use http_profiler_common::{
+    CloseRecord, DIRECTION_RECV, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE,
+    FLAG_OMITTED_SPLICE,
+};
 
 use crate::{
-    http::{ChunkMeta, Incomplete, Limits, Parser},
+    http::{ChunkMeta, Incomplete, Limits, Missing, Parser},
     pairing::{Paired, Pairing},
     record::Record,
     stream::StreamCursor,
@@ -169,15 +172,22 @@ impl Tracker {
             let placed = dir.cursor.place(h.stream_pos, payload);
             if placed.gap > 0 {
                 self.stats.gap_bytes += placed.gap;
-                dir.parser.gap(placed.gap, &mut sink);
+                dir.parser.gap(placed.gap, Missing::Lost, &mut sink);
             }
             dir.parser.feed(placed.bytes, meta, &mut sink);
             let copied_end = h.syscall_offset as u64 + h.data_len as u64;
             if h.flags & FLAG_LAST_CHUNK != 0 && copied_end < h.syscall_bytes {
                 let syscall_end = h.stream_pos - h.syscall_offset as u64 + h.syscall_bytes;
                 let hole = dir.cursor.advance_to(syscall_end);
-                self.stats.gap_bytes += hole;
-                dir.parser.gap(hole, &mut sink);
+                let why = if h.flags & FLAG_OMITTED_SENDFILE != 0 {
+                    Missing::Omitted("sendfile")
+                } else if h.flags & FLAG_OMITTED_SPLICE != 0 {
+                    Missing::Omitted("splice")
+                } else {
+                    self.stats.gap_bytes += hole;
+                    Missing::Lost
+                };
+                dir.parser.gap(hole, why, &mut sink);
             }
         }
         conn.messages += found.len() as u64;
@@ -218,7 +228,8 @@ impl Tracker {
                 if hole > 0 {
                     self.stats.gap_bytes += hole;
                     let mut found = Vec::new();
-                    dir.parser.gap(hole, &mut conn.pairing.sink(&mut found));
+                    dir.parser
+                        .gap(hole, Missing::Lost, &mut conn.pairing.sink(&mut found));
                     let (id, endpoints) = (conn.id, conn.endpoints);
                     out.extend(found.into_iter().map(|paired| Emitted {
                         paired,

@@ -9,8 +9,9 @@
 pub const CHUNK_BYTES: usize = 16 * 1024;
 
 /// The most bytes copied from one syscall; the rest is counted but not copied. The probe
-/// copies in tail-called rounds of 4 chunks, 32 rounds at most: 2 MiB.
-pub const MAX_BYTES_PER_SYSCALL: u64 = 2 * 1024 * 1024;
+/// copies in tail-called rounds of 8 chunks, 32 rounds at most (the kernel's tail-call
+/// limit, 33, less the first program): 4 MiB.
+pub const MAX_BYTES_PER_SYSCALL: u64 = 4 * 1024 * 1024;
 
 /// The most iovec segments walked for readv/writev/sendmsg/recvmsg.
 pub const MAX_IOVECS: u32 = 32;
@@ -138,6 +139,10 @@ pub const DIRECTION_RECV: u8 = 1;
 
 /// Set on the last record of a syscall.
 pub const FLAG_LAST_CHUNK: u32 = 1;
+/// The syscall's bytes went by sendfile (no payload follows; `syscall_bytes` counts them).
+pub const FLAG_OMITTED_SENDFILE: u32 = 2;
+/// The syscall's bytes went by splice.
+pub const FLAG_OMITTED_SPLICE: u32 = 4;
 
 /// The fixed part of a data record; `data_len` payload bytes follow it.
 #[repr(C)]
@@ -210,7 +215,13 @@ pub enum ArgKind {
     Msghdr = 3,
     /// connect: only the fd matters.
     Connect = 4,
+    /// sendfile, splice: bytes that never pass through user memory; `ptr` holds the
+    /// OMITTED_* reason.
+    Omitted = 5,
 }
+
+pub const OMITTED_SENDFILE: u64 = 1;
+pub const OMITTED_SPLICE: u64 = 2;
 
 /// A syscall's arguments, saved at its entry for its exit, per thread (pid_tgid).
 #[repr(C)]

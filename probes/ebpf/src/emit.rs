@@ -7,8 +7,9 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user as probe_read_user_raw,
 };
 use http_profiler_common::{
-    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, MAX_BYTES_PER_SYSCALL,
-    MAX_IOVECS, RecordKind, SavedArgs, counter, looks_like_http,
+    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE,
+    FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS, OMITTED_SENDFILE, RecordKind,
+    SavedArgs, counter, looks_like_http,
 };
 
 use crate::{
@@ -38,6 +39,14 @@ struct Segments {
 
 #[inline(always)]
 fn segments(args: &SavedArgs) -> Option<Segments> {
+    if args.kind == ArgKind::Omitted as u32 {
+        return Some(Segments {
+            first_base: 0,
+            first_len: 0,
+            iov: 0,
+            iov_count: 0,
+        });
+    }
     if args.kind == ArgKind::Buffer as u32 {
         return Some(Segments {
             first_base: args.ptr,
@@ -131,7 +140,12 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
     } else {
         conn.recv_pos = pos + moved;
     }
-    if !classify(conn, &seg, moved) {
+    let omitted = args.kind == ArgKind::Omitted as u32;
+    // Bytes that never pass through user memory cannot be sniffed: they count for
+    // connections already known to be HTTP.
+    if (omitted && conn.class != ConnClass::Http as u32)
+        || (!omitted && !classify(conn, &seg, moved))
+    {
         return;
     }
     let Some(rec) = SCRATCH.get_ptr_mut(0) else {
@@ -158,6 +172,19 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
     h.remote_addr = conn.remote_addr;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
+    if omitted {
+        rec.header.stream_pos = pos;
+        rec.header.syscall_offset = 0;
+        rec.header.data_len = 0;
+        rec.header.flags = FLAG_LAST_CHUNK
+            | if args.ptr == OMITTED_SENDFILE {
+                FLAG_OMITTED_SENDFILE
+            } else {
+                FLAG_OMITTED_SPLICE
+            };
+        output_chunk(rec, 0, 0);
+        return;
+    }
     let Some(cur) = COPY.get_ptr_mut(0) else {
         return;
     };

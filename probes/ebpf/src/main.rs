@@ -15,7 +15,9 @@ mod maps;
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use http_profiler_common::{ArgKind, DIRECTION_RECV, DIRECTION_SEND, SavedArgs, state};
+use http_profiler_common::{
+    ArgKind, DIRECTION_RECV, DIRECTION_SEND, OMITTED_SENDFILE, OMITTED_SPLICE, SavedArgs, state,
+};
 
 use crate::{
     conn::{ConnClass, open_conn},
@@ -82,6 +84,25 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
     let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) else {
         return 0;
     };
+    save_args(ctx, pid_tgid, sock, fd, ptr, count, kind, direction)
+}
+
+/// Saves the arguments of a syscall on `sock` for its exit hook.
+#[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one flat record of a syscall's arguments"
+)]
+fn save_args(
+    ctx: &TracePointContext,
+    pid_tgid: u64,
+    sock: u64,
+    fd: u64,
+    ptr: u64,
+    count: u64,
+    kind: ArgKind,
+    direction: u8,
+) -> u32 {
     let Some(conn) = conn::conn_for_data(sock) else {
         return 0;
     };
@@ -117,6 +138,56 @@ macro_rules! data_enter {
             save_data_args(&ctx, $kind, $direction)
         }
     };
+}
+
+/// sendfile(out_fd, in_fd, offset, count): bytes from a file to a socket, which never
+/// pass through user memory. Counted and flagged, not copied.
+#[tracepoint]
+pub fn enter_sendfile(ctx: TracePointContext) -> u32 {
+    save_omitted(&ctx, arg::<u64>(&ctx, 0), None, OMITTED_SENDFILE)
+}
+
+/// splice(fd_in, off_in, fd_out, off_out, len, flags): bytes between a pipe and a socket.
+#[tracepoint]
+pub fn enter_splice(ctx: TracePointContext) -> u32 {
+    save_omitted(
+        &ctx,
+        arg::<u64>(&ctx, 2),
+        arg::<u64>(&ctx, 0),
+        OMITTED_SPLICE,
+    )
+}
+
+/// Saves an omitted-bytes syscall whose `out` fd (send) or else `input` fd (receive) is
+/// a TCP socket; `ptr` carries the reason.
+#[inline(always)]
+fn save_omitted(ctx: &TracePointContext, out: Option<u64>, input: Option<u64>, reason: u64) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    drop_stale_seed(pid_tgid);
+    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let (fd, sock, direction) = match (
+        out.and_then(|fd| Some((fd, kernel::tcp_sock_of_fd(fd as i32)?))),
+        input,
+    ) {
+        (Some((fd, sock)), _) => (fd, sock, DIRECTION_SEND),
+        (None, Some(fd)) => match kernel::tcp_sock_of_fd(fd as i32) {
+            Some(sock) => (fd, sock, DIRECTION_RECV),
+            None => return 0,
+        },
+        (None, None) => return 0,
+    };
+    save_args(
+        ctx,
+        pid_tgid,
+        sock,
+        fd,
+        reason,
+        0,
+        ArgKind::Omitted,
+        direction,
+    )
 }
 
 data_enter!(enter_read, ArgKind::Buffer, DIRECTION_RECV);

@@ -48,7 +48,7 @@ pub struct CopyState {
 }
 
 /// Records one `copy_chunks` run emits before it tail-calls itself.
-pub const CHUNKS_PER_CALL: u32 = 4;
+pub const CHUNKS_PER_CALL: u32 = 8;
 
 /// Slot of `copy_chunks` in TAIL_CALLS; userspace fills it after loading.
 pub const TAIL_COPY: u32 = 0;
