@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
-use http_profiler_common::KernelOffsets;
+use http_profiler_common::{FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF, KernelOffsets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
@@ -113,6 +113,11 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         Err(OffsetError::Missing(_)) => Ok(0),
         other => other,
     };
+    let (file_count, file_count_kind) = match field_offset(&btf, "file", &["f_ref", "refcnt"]) {
+        Ok(off) => (off, FILE_COUNT_IS_REF),
+        Err(OffsetError::Missing(_)) => (field_offset(&btf, "file", &["f_count"])?, FILE_COUNT_IS_COUNT),
+        Err(e) => return Err(e),
+    };
     Ok(KernelOffsets {
         task_files: field_offset(&btf, "task_struct", &["files"])?,
         files_fdt: field_offset(&btf, "files_struct", &["fdt"])?,
@@ -131,6 +136,8 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         sk_rcv_saddr: sk("skc_rcv_saddr")?,
         sk_v6_daddr: sk_v6("skc_v6_daddr")?,
         sk_v6_rcv_saddr: sk_v6("skc_v6_rcv_saddr")?,
+        file_count,
+        file_count_kind,
     })
 }
 
@@ -148,6 +155,7 @@ mod tests {
         assert_eq!(o.sk_rcv_saddr, 4);
         assert!(o.task_files > 0 && o.sk_family > 0 && o.sk_protocol > o.sk_family);
         assert!(o.sk_v6_daddr > 0 && o.socket_sk > o.socket_type);
+        assert!(o.file_count > 0 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind));
     }
 
     #[test]

@@ -74,7 +74,14 @@ pub struct KernelOffsets {
     pub sk_rcv_saddr: u32,
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
+    /// `struct file`'s reference count: `f_count` (a count) or, from 6.13, `f_ref` (a
+    /// count less one); `file_count_kind` says which.
+    pub file_count: u32,
+    pub file_count_kind: u32,
 }
+
+pub const FILE_COUNT_IS_COUNT: u32 = 1;
+pub const FILE_COUNT_IS_REF: u32 = 2;
 
 /// Everything userspace tells the probes before they load, injected as the read-only
 /// global `CONFIG`.
@@ -114,6 +121,8 @@ impl ProbeConfig {
                 sk_rcv_saddr: 0,
                 sk_v6_daddr: 0,
                 sk_v6_rcv_saddr: 0,
+                file_count: 0,
+                file_count_kind: 0,
             },
             self_tgid: 0,
             pid_count: 0,

@@ -4,7 +4,7 @@
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
-use http_profiler_common::{MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
+use http_profiler_common::{FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
 
 /// Filled in by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -95,6 +95,28 @@ pub fn ports_selected(local: u16, remote: u16) -> bool {
 /// or IPv6: task->files->fdt->fd[fd]->(inode is a socket)->private_data(socket)->sk.
 #[inline(always)]
 pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
+    tcp_file_of_fd(fd).map(|(_, sk)| sk)
+}
+
+/// Whether closing `file` now drops its last reference: a socket shared with a forked
+/// child, or dup()ed, lives on after one holder closes it.
+#[inline(always)]
+pub fn last_reference(file: u64) -> bool {
+    let count: i64 = match read(file, config!(offsets.file_count)) {
+        Some(c) => c,
+        None => return true,
+    };
+    if config!(offsets.file_count_kind) == FILE_COUNT_IS_REF {
+        // file_ref_t (6.13+) counts references less one.
+        count == 0
+    } else {
+        count == 1
+    }
+}
+
+/// The `struct file` and `struct sock` behind `fd`, for a TCP socket (see tcp_sock_of_fd).
+#[inline(always)]
+pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
     if fd < 0 {
         return None;
     }
@@ -131,5 +153,5 @@ pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
     if protocol != IPPROTO_TCP {
         return None;
     }
-    Some(sk)
+    Some((file, sk))
 }

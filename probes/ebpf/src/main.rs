@@ -315,7 +315,9 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
-    if let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) {
+    if let Some((file, sock)) = kernel::tcp_file_of_fd(fd as i32)
+        && kernel::last_reference(file)
+    {
         emit::close(sock, fd as i32, pid_tgid);
     }
     0
