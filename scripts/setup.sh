@@ -12,9 +12,9 @@ need_root() {
     fi
 }
 
-# Debian packages: bpftool for the tests' program checks, curl as a test peer,
-# python3 for the integration tests and the test peers.
-APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux)
+# Debian packages: bpftool for the tests' program checks; curl, nginx, wrk and node as
+# test peers; python3 for the integration tests and their peers.
+APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux nginx-light wrk nodejs)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -67,11 +67,11 @@ class Profiler:
         text = self.stderr_path.read_text()
         m = re.search(
             r"(\d+) messages written .*ring buffer: (\d+) records, (\d+) dropped; (\d+) bytes not captured; "
-            r"(\d+) syscalls on connections that are not HTTP",
+            r"(\d+) syscalls on connections that are not HTTP; (\d+) connections left as not HTTP",
             text,
         )
         assert m, f"no summary in stderr: {text}"
-        keys = ["messages", "records", "dropped", "gap_bytes", "not_http"]
+        keys = ["messages", "records", "dropped", "gap_bytes", "not_http", "left_not_http"]
         return dict(zip(keys, map(int, m.groups())))
 
 
@@ -111,3 +111,79 @@ def keepalive_client(port, *requests, wait_before=None):
 def of_port(lines, port):
     """The lines of connections to or from `port`."""
     return [l for l in lines if port in (l["source_port"], l["dest_port"])]
+
+
+@pytest.fixture
+def demo_server():
+    """demo-server on an ephemeral port; yields (pid, port)."""
+    proc = subprocess.Popen([str(ROOT / "target" / "release" / "demo-server"), "--listen", "127.0.0.1:0"],
+                            stderr=subprocess.PIPE, text=True)
+    port = int(re.search(r":(\d+)$", proc.stderr.readline().strip()).group(1))
+    yield proc.pid, port
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture
+def node_server():
+    """The Node.js server of node_peer.js; yields (pid, port)."""
+    proc = subprocess.Popen(["node", str(HERE / "node_peer.js"), "server"], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    yield proc.pid, port
+    proc.terminate()
+    proc.wait()
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nginx(tmp_path, demo_server):
+    """nginx serving a 2 MiB static file (sendfile on) and proxying /proxy/ to demo-server
+    over kept-alive upstream connections; yields (port, static file bytes, demo port)."""
+    _, demo_port = demo_server
+    root = tmp_path / "nginx"
+    (root / "www").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    static = os.urandom(2 * 1024 * 1024)
+    (root / "www" / "file.bin").write_bytes(static)
+    port = free_port()
+    temp = "".join(f"    {k}_temp_path {root}/tmp;\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (root / "nginx.conf").write_text(f"""
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+{temp}
+    upstream demo {{ server 127.0.0.1:{demo_port}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root}/www;
+        location /proxy/ {{ proxy_pass http://demo/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)])
+    for _ in range(100):
+        if subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/proxy/healthz"]).returncode == 0:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"nginx did not start: {(root / 'error.log').read_text()}")
+    yield port, static, demo_port
+    proc.terminate()
+    proc.wait()
+
+
+def of_url(lines, url):
+    """The lines of the exchanges for `url`: requests to it and responses to those."""
+    return [l for l in lines if url in (l.get("url"), (l.get("request") or {}).get("url"))]

@@ -36,6 +36,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         self._reply(200, body, self.headers.get("Content-Type", "application/octet-stream"))
 
+    do_PUT = do_POST
+
 
 def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
