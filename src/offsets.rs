@@ -115,7 +115,10 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
     };
     let (file_count, file_count_kind) = match field_offset(&btf, "file", &["f_ref", "refcnt"]) {
         Ok(off) => (off, FILE_COUNT_IS_REF),
-        Err(OffsetError::Missing(_)) => (field_offset(&btf, "file", &["f_count"])?, FILE_COUNT_IS_COUNT),
+        Err(OffsetError::Missing(_)) => (
+            field_offset(&btf, "file", &["f_count"])?,
+            FILE_COUNT_IS_COUNT,
+        ),
         Err(e) => return Err(e),
     };
     Ok(KernelOffsets {
@@ -155,7 +158,10 @@ mod tests {
         assert_eq!(o.sk_rcv_saddr, 4);
         assert!(o.task_files > 0 && o.sk_family > 0 && o.sk_protocol > o.sk_family);
         assert!(o.sk_v6_daddr > 0 && o.socket_sk > o.socket_type);
-        assert!(o.file_count > 0 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind));
+        assert!(
+            o.file_count > 0
+                && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind)
+        );
     }
 
     #[test]
