@@ -119,6 +119,9 @@ pub trait MessageSink {
     /// A request head was parsed; its response may start before the body ends
     /// (`Expect: 100-continue`).
     fn request_started(&mut self, method: &str, url: &str);
+    /// Bytes were not seen where whole messages may have been: which request a later
+    /// response answers is no longer known.
+    fn records_lost(&mut self);
     fn message(&mut self, message: Message);
 }
 
@@ -220,6 +223,7 @@ impl Parser {
             State::Done => {}
             State::Head { synced } => {
                 *synced = false;
+                sink.records_lost();
                 if !self.head.is_empty() {
                     self.head_gap = true;
                     self.flush_head(Incomplete::Gap, sink);
@@ -246,12 +250,14 @@ impl Parser {
                         self.finish_body(None, sink);
                         if beyond > 0 {
                             self.state = State::Head { synced: false };
+                            sink.records_lost();
                         }
                     }
                     Body::UntilClose => message.body_len += len,
                     Body::Chunked(_) => {
                         self.finish_body(Some(Incomplete::Gap), sink);
                         self.state = State::Head { synced: false };
+                        sink.records_lost();
                     }
                 }
             }

@@ -359,3 +359,63 @@ fn a_body_sent_by_sendfile_is_counted_flagged_and_keeps_the_stream_in_sync() {
     assert_eq!(file.body_len, 2097152);
     assert_eq!(responses[1].request.as_ref().unwrap().url, "/next");
 }
+
+fn paired_url(p: &Paired) -> Option<&str> {
+    p.request.as_ref().map(|r| r.url.as_str())
+}
+
+#[test]
+fn a_whole_exchange_lost_on_both_sides_costs_one_flagged_response() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /a HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    // GET /x and its response are lost; each side learns of it with its next record.
+    c.requests
+        .gap(19, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.req(b"GET /c HTTP/1.1\r\n\r\n");
+    c.responses
+        .gap(38, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc");
+    c.req(b"GET /d HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    let pairs: Vec<_> = responses
+        .iter()
+        .map(|p| (paired_url(p), p.request_lost))
+        .collect();
+    assert_eq!(
+        pairs,
+        [(Some("/a"), false), (None, true), (Some("/d"), false)]
+    );
+}
+
+#[test]
+fn after_a_loss_responses_are_flagged_until_one_request_waits_alone() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    // The response to /a is lost whole: FIFO order would pair /b's response with /a.
+    c.responses
+        .gap(38, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+    c.req(b"GET /c HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc");
+    let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
+    assert_eq!(responses.len(), 2);
+    assert_eq!(paired_url(responses[0]), None);
+    assert!(responses[0].request_lost && responses[0].latency_ns.is_none());
+    assert_eq!(paired_url(responses[1]), Some("/c"));
+    assert!(!responses[1].request_lost && responses[1].latency_ns.is_some());
+}
+
+#[test]
+fn a_gap_inside_a_body_keeps_pairing_certain() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"POST /g HTTP/1.1\r\nContent-Length: 10\r\n\r\nab");
+    c.requests
+        .gap(5, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.req(b"cde");
+    c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let response = c.out.last().unwrap();
+    assert_eq!(paired_url(response), Some("/g"));
+    assert!(!response.request_lost);
+}

@@ -132,6 +132,7 @@ mod tests {
                     end_ns: Some(0),
                 }),
                 latency_ns: is_response.then_some(1_800_000),
+                request_lost: false,
             },
             direction,
             conn_id: 1,

@@ -67,6 +67,8 @@ struct Line<'a> {
     latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<RequestRef<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    request_lost: bool,
     incomplete: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     incomplete_reason: Option<&'static str>,
@@ -169,6 +171,7 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
             method: &r.method,
             url: &r.url,
         }),
+        request_lost: e.paired.request_lost,
         incomplete: m.incomplete.is_some(),
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,

@@ -3,6 +3,12 @@
 //! HTTP/1.x answers requests in order, so a FIFO of requests whose heads were seen is
 //! enough for keep-alive and pipelining. A 1xx response is paired with the request at the
 //! front without consuming it: the final response still follows.
+//!
+//! Lost records break that order: whole requests or responses may have been in them, so
+//! after a loss the queue no longer says which request the next response answers. The
+//! queue is then cleared and a response is paired again only when exactly one request is
+//! waiting and it ended before the response began, which is certain for a client that waits
+//! for each response before its next request. Until then responses carry `request_lost`.
 
 use std::collections::VecDeque;
 
@@ -28,6 +34,9 @@ pub struct Paired {
     pub request: Option<PendingRequest>,
     /// For a response: from the request's last byte to the response's first byte.
     pub latency_ns: Option<u64>,
+    /// For a response: records were lost since its request could have been seen, so which
+    /// request it answers is unknown.
+    pub request_lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +44,8 @@ pub struct Pairing {
     pending: VecDeque<PendingRequest>,
     /// Requests dropped from a full queue.
     pub evicted: u64,
+    /// Records were lost and no response has been paired with certainty since.
+    unsure: bool,
 }
 
 impl Pairing {
@@ -67,6 +78,11 @@ impl MessageSink for PairingSink<'_> {
         });
     }
 
+    fn records_lost(&mut self) {
+        self.pairing.pending.clear();
+        self.pairing.unsure = true;
+    }
+
     fn message(&mut self, message: Message) {
         let paired = match &message.start {
             StartLine::Request { method, url } => {
@@ -83,6 +99,19 @@ impl MessageSink for PairingSink<'_> {
                     message,
                     request: None,
                     latency_ns: None,
+                    request_lost: false,
+                }
+            }
+            StartLine::Response { .. } if self.pairing.unsure && !self.resynced(&message) => {
+                // Keep the queue bounded while pipelined traffic stays ambiguous.
+                if self.pairing.pending.len() > 1 {
+                    self.pairing.pending.pop_front();
+                }
+                Paired {
+                    message,
+                    request: None,
+                    latency_ns: None,
+                    request_lost: true,
                 }
             }
             StartLine::Response { status, .. } => {
@@ -99,9 +128,25 @@ impl MessageSink for PairingSink<'_> {
                     message,
                     request,
                     latency_ns,
+                    request_lost: false,
                 }
             }
         };
         self.out.push(paired);
+    }
+}
+
+impl PairingSink<'_> {
+    /// After a loss: is the one waiting request certainly the one `response` answers?
+    fn resynced(&mut self, response: &Message) -> bool {
+        let pending = &self.pairing.pending;
+        let certain = pending.len() == 1
+            && pending[0]
+                .end_ns
+                .is_some_and(|end| end <= response.first.timestamp_ns);
+        if certain {
+            self.pairing.unsure = false;
+        }
+        certain
     }
 }

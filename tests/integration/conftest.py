@@ -156,6 +156,7 @@ def nginx(tmp_path, demo_server):
     temp = "".join(f"    {k}_temp_path {root}/tmp;\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (root / "nginx.conf").write_text(f"""
 daemon off;
+user root;  # the worker reads the static file from a root-only temp directory
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log;

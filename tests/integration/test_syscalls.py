@@ -141,7 +141,7 @@ def test_ipv6_and_ipv4_mapped_addresses_print_as_the_peer_sees_them(start_profil
 ONE_BIG_SEND = r"""
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-body = b"x" * (3 * 1024 * 1024)
+body = b"x" * int(sys.argv[2])
 head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
 assert s.send(head + body) == len(head) + len(body)   # one syscall moves it all on loopback
 resp = b""
@@ -151,19 +151,36 @@ print(len(head) + len(body))
 """
 
 
-def test_a_syscall_beyond_the_copy_cap_keeps_exact_sizes_and_is_flagged(start_profiler, echo_server):
+def one_big_send(start_profiler, echo_server, size):
+    """The client's request and the server's, for a body of `size` sent in one syscall."""
     server_pid, port = echo_server
-    profiler = start_profiler("--port", str(port), "--max-body-bytes", "4000000")
-    r = subprocess.run([sys.executable, "-c", ONE_BIG_SEND, str(port)], capture_output=True, text=True, timeout=60)
+    profiler = start_profiler("--port", str(port), "--max-body-bytes", str(8 * 1024 * 1024))
+    r = subprocess.run([sys.executable, "-c", ONE_BIG_SEND, str(port), str(size)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     wire = int(r.stdout)
     lines = of_port(profiler.stop(), port)
     reqs = {l["pid"] == server_pid: l for l in lines if l.get("url") == "/big"}
-    client, server = reqs[False], reqs[True]
-    # The client's single 3 MiB write: 2 MiB copied, the rest counted.
-    assert client["bytes"] == wire and client["body_size"] == 3 * 1024 * 1024
+    return reqs[False], reqs[True], wire, profiler.summary()
+
+
+def test_a_three_mib_body_in_one_write_is_copied_complete(start_profiler, echo_server):
+    client, server, wire, summary = one_big_send(start_profiler, echo_server, 3 * 1024 * 1024)
+    for side in (client, server):
+        assert side["bytes"] == wire and side["body_size"] == 3 * 1024 * 1024
+        assert not side["capture_gap"] and not side["body_truncated"] and not side["incomplete"]
+        assert side["body"] == "x" * (3 * 1024 * 1024)
+    assert summary["gap_bytes"] == 0, summary
+
+
+def test_a_syscall_beyond_the_copy_cap_keeps_exact_sizes_and_is_flagged(start_profiler, echo_server):
+    size = 5 * 1024 * 1024
+    client, server, wire, summary = one_big_send(start_profiler, echo_server, size)
+    # The client's single 5 MiB write: 4 MiB copied, the rest counted.
+    assert client["bytes"] == wire and client["body_size"] == size
     assert client["capture_gap"] and client["body_truncated"] and not client["incomplete"]
+    assert client["body"] == "x" * (4 * 1024 * 1024 - (wire - size))
     # The server read it in pieces: complete.
     assert server["bytes"] == wire and not server["capture_gap"] and not server["body_truncated"]
-    assert server["body"] == "x" * (3 * 1024 * 1024)
-    assert profiler.summary()["gap_bytes"] >= 1024 * 1024
+    assert server["body"] == "x" * size
+    # The echo server's single write of the body back is cut the same way.
+    assert summary["gap_bytes"] == (wire - 4 * 1024 * 1024) + (size - 4 * 1024 * 1024), summary
