@@ -68,6 +68,7 @@ mod tests {
             timestamp_ns: 6,
             stream_pos: 7,
             syscall_bytes: 8,
+            other_pos: 0,
             syscall_offset: 0,
             data_len: len,
             direction: 0,

@@ -12,7 +12,7 @@ use http_profiler_common::{
 };
 
 use crate::{
-    http::{ChunkMeta, Incomplete, Limits, Missing, Parser},
+    http::{ChunkMeta, Incomplete, Limits, MessageSink, Missing, Parser},
     pairing::{Paired, Pairing},
     record::Record,
     stream::StreamCursor,
@@ -167,8 +167,16 @@ impl Tracker {
         let d = (h.direction == DIRECTION_RECV) as usize;
         let mut found = Vec::new();
         {
-            let dir = &mut conn.dirs[d];
             let mut sink = conn.pairing.sink(&mut found);
+            // Bytes of either direction that came before this record and were never seen:
+            // requests or responses may have been among them.
+            let seen = |dir: &Direction| dir.cursor.next_pos().unwrap_or(0);
+            if (conn.dirs[d].cursor.next_pos().is_none() && h.stream_pos > 0)
+                || h.other_pos > seen(&conn.dirs[1 - d])
+            {
+                sink.records_lost();
+            }
+            let dir = &mut conn.dirs[d];
             let placed = dir.cursor.place(h.stream_pos, payload);
             if placed.gap > 0 {
                 self.stats.gap_bytes += placed.gap;

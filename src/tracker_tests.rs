@@ -19,6 +19,7 @@ fn header(direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader {
         timestamp_ns: ts,
         stream_pos: pos,
         syscall_bytes: len as u64,
+        other_pos: 0,
         syscall_offset: 0,
         data_len: len as u32,
         direction,
@@ -166,4 +167,68 @@ fn a_full_table_evicts_the_least_recently_active_connection() {
     }
     assert_eq!(t.connections(), 2);
     assert_eq!(t.stats.evicted, 1);
+}
+
+fn with_other_pos(mut h: DataHeader, other_pos: u64) -> DataHeader {
+    h.other_pos = other_pos;
+    h
+}
+
+#[test]
+fn a_response_whose_request_was_lost_whole_is_flagged_not_paired() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let req_a = b"GET /a HTTP/1.1\r\n\r\n";
+    feed(&mut t, header(DIRECTION_SEND, 0, req_a.len(), 1), req_a);
+    let a = feed(
+        &mut t,
+        with_other_pos(header(DIRECTION_RECV, 0, RESP.len(), 2), req_a.len() as u64),
+        RESP,
+    );
+    assert_eq!(a[0].paired.request.as_ref().unwrap().url, "/a");
+    // The record of a second request (28 bytes) was lost: only its response arrives, and
+    // it says the send direction reached further than userspace saw.
+    let sent = req_a.len() as u64 + 28;
+    let lost = feed(
+        &mut t,
+        with_other_pos(
+            header(DIRECTION_RECV, RESP.len() as u64, RESP.len(), 3),
+            sent,
+        ),
+        RESP,
+    );
+    assert!(lost[0].paired.request.is_none() && lost[0].paired.request_lost);
+    // The next exchange pairs again.
+    let c = feed(&mut t, header(DIRECTION_SEND, sent, REQ.len(), 4), REQ);
+    assert_eq!(c.len(), 1);
+    let next = (2 * RESP.len()) as u64;
+    let resp = feed(
+        &mut t,
+        with_other_pos(
+            header(DIRECTION_RECV, next, RESP.len(), 5),
+            sent + REQ.len() as u64,
+        ),
+        RESP,
+    );
+    assert_eq!(resp[0].paired.request.as_ref().unwrap().url, "/x");
+    assert!(!resp[0].paired.request_lost);
+}
+
+#[test]
+fn a_connection_first_seen_past_its_start_lost_its_first_records() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    // The request and the start of the response stream were lost.
+    let out = feed(
+        &mut t,
+        with_other_pos(header(DIRECTION_RECV, 0, RESP.len(), 2), REQ.len() as u64),
+        RESP,
+    );
+    assert!(out[0].paired.request.is_none() && out[0].paired.request_lost);
+    let mut t = Tracker::new(Limits::default(), 16);
+    let out = feed(&mut t, header(DIRECTION_RECV, 40, RESP.len(), 2), RESP);
+    assert!(out[0].paired.request_lost);
+    // A connection that predates the profiler: nothing before its first record, so a
+    // response without a request is not a loss.
+    let mut t = Tracker::new(Limits::default(), 16);
+    let out = feed(&mut t, header(DIRECTION_RECV, 0, RESP.len(), 2), RESP);
+    assert!(out[0].paired.request.is_none() && !out[0].paired.request_lost);
 }

@@ -173,6 +173,10 @@ pub struct DataHeader {
     pub stream_pos: u64,
     /// Bytes the whole syscall moved (its return value), copied or not.
     pub syscall_bytes: u64,
+    /// Position the other direction of this connection had reached when this syscall
+    /// ended: bytes there that userspace never saw were lost, so the request a response
+    /// answers may be among them.
+    pub other_pos: u64,
     /// Offset of this record's first byte within the syscall's bytes.
     pub syscall_offset: u32,
     pub data_len: u32,

@@ -163,6 +163,7 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
     // SAFETY: the helper has no preconditions.
     h.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     h.syscall_bytes = moved;
+    h.other_pos = if send { conn.recv_pos } else { conn.send_pos };
     h.direction = args.direction as u8;
     h._pad = 0;
     h.family = conn.family;
