@@ -1,5 +1,7 @@
 # services.http-profiler: the profiler as a systemd service, and optionally the demo
 # server and a traffic generator to watch it work.
+# `utils` is NixOS's module argument from nixos/lib/utils.nix (escapeSystemdExecArgs quotes
+# arguments for Exec* lines, % and $ included).
 { config
 , lib
 , pkgs
