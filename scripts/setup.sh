@@ -14,8 +14,8 @@ need_root() {
 
 # Debian packages: bpftool for the tests' program checks; curl, nginx, wrk and node as
 # test peers; python3 for the integration tests and their peers; libcap2-bin (capsh) to run
-# the profiler with only the NixOS service's capabilities.
-APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux nginx-light wrk nodejs libcap2-bin)
+# the profiler with only the NixOS service's capabilities; nix-bin for make nix-check.
+APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux nginx-light wrk nodejs libcap2-bin nix-bin)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -87,16 +87,9 @@ if ! linker_ok; then
     echo "$libllvm" >"$llvm_prefix/.built-for"
 fi
 
-# Nix file checks (make nix-check): Debian's nix-bin parses .nix files and evaluates
+# Nix file checks (make nix-check): nix-bin (above) parses .nix files and evaluates
 # flake.nix's inputs (nixpkgs itself cannot be had here); the formatter and linter come
 # from crates.io, pinned. statix is on no registry reachable here: `nix flake check` runs it.
-if ! command -v nix-instantiate >/dev/null 2>&1; then
-    need_root
-    log "installing Debian package nix-bin"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends nix-bin >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends nix-bin >/dev/null; }
-fi
 for tool in nixpkgs-fmt@1.3.0 deadnix@1.3.1; do
     name=${tool%@*} version=${tool#*@}
     # Read the whole answer first: with pipefail, `| grep -q` can fail on SIGPIPE.
