@@ -37,6 +37,7 @@
       vmApp = vm: {
         type = "app";
         program = "${vm}/bin/run-appliance-vm";
+        meta.description = "Boot the http-profiler appliance VM (serial console; poweroff ends it)";
       };
 
       vmFor = pkgs:
