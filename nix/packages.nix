@@ -119,6 +119,10 @@ in
     // withProbes
     // {
     inherit cargoArtifacts;
+    # The build sandbox has no /sys, so the test that reads the running kernel's BTF
+    # cannot run here; make test runs it, and the VM test loads the probes with
+    # offsets from the VM kernel's BTF.
+    cargoTestExtraArgs = "-- --skip resolves_every_offset_on_the_running_kernel";
   });
 
   devShell = craneLib.devShell {
