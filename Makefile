@@ -7,7 +7,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 PROFILER := target/release/http-profiler
 PYTEST := python3 -m pytest
 
-.PHONY: all setup build lint unit integration test demo clean help
+.PHONY: all setup build lint unit integration nix-check test demo clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make demo    run the profiler on demo traffic (DURATION=seconds, default 20)"
 	@echo "make test    lint, unit tests, privileged integration tests (as root)"
 	@echo "make build   build the profiler and its probes (target/release/http-profiler)"
+	@echo "make nix-check  check the Nix flake's files (parse, format, lint, flake.lock)"
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
 
 setup:
@@ -34,7 +35,13 @@ unit: setup
 integration: build
 	$(PYTEST) -v tests/integration
 
-test: lint unit integration
+# The Nix flake cannot be evaluated here (no nixpkgs): parse, format, lint and lock checks,
+# and a test that each of them fails on a broken copy.
+nix-check: setup
+	bash scripts/nix-check.sh
+	bash tests/nix/test-nix-check.sh
+
+test: lint unit nix-check integration
 
 DURATION ?= 20
 export DURATION

@@ -1,9 +1,39 @@
 //! Builds the probe crate for bpfel-unknown-none with aya-build, so that `cargo build`
 //! builds everything; the object lands in OUT_DIR and is embedded by src/probes.rs.
+//!
+//! Builds that compile the probes on their own (the Nix flake does, with a toolchain that
+//! has no rustup) set HTTP_PROFILER_PROBES_OBJECT to the finished object instead.
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
+/// Where src/probes.rs looks for the object, under OUT_DIR.
+const OBJECT_NAME: &str = "http-profiler-probes";
+const PREBUILT_VAR: &str = "HTTP_PROFILER_PROBES_OBJECT";
+
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-env-changed={PREBUILT_VAR}");
+    match std::env::var_os(PREBUILT_VAR) {
+        Some(object) => use_prebuilt(Path::new(&object)),
+        None => build_probes(),
+    }
+}
+
+fn use_prebuilt(object: &Path) -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed={}", object.display());
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    std::fs::copy(object, out_dir.join(OBJECT_NAME)).with_context(|| {
+        format!(
+            "{PREBUILT_VAR}={} cannot be read: point it at the probe object \
+             (target/bpfel-unknown-none/release/{OBJECT_NAME}) or unset it to build the probes here",
+            object.display()
+        )
+    })?;
+    Ok(())
+}
+
+fn build_probes() -> anyhow::Result<()> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

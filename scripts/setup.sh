@@ -13,8 +13,9 @@ need_root() {
 }
 
 # Debian packages: bpftool for the tests' program checks; curl, nginx, wrk and node as
-# test peers; python3 for the integration tests and their peers.
-APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux nginx-light wrk nodejs)
+# test peers; python3 for the integration tests and their peers; libcap2-bin (capsh) to run
+# the profiler with only the NixOS service's capabilities; nix-bin for make nix-check.
+APT_PACKAGES=(bpftool curl python3 python3-pytest iproute2 procps make gcc util-linux nginx-light wrk nodejs libcap2-bin nix-bin)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -85,6 +86,19 @@ if ! linker_ok; then
         --no-default-features --features "llvm-$llvm_major"
     echo "$libllvm" >"$llvm_prefix/.built-for"
 fi
+
+# Nix file checks (make nix-check): nix-bin (above) parses .nix files and evaluates
+# flake.nix's inputs (nixpkgs itself cannot be had here); the formatter and linter come
+# from crates.io, pinned. statix is on no registry reachable here: `nix flake check` runs it.
+for tool in nixpkgs-fmt@1.3.0 deadnix@1.3.1; do
+    name=${tool%@*} version=${tool#*@}
+    # Read the whole answer first: with pipefail, `| grep -q` can fail on SIGPIPE.
+    have=$("$name" --version 2>/dev/null || true)
+    if [[ "$have" != *"$version"* ]]; then
+        log "installing $name $version (cargo install, a few minutes)"
+        cargo install --locked --force "$name" --version "$version"
+    fi
+done
 
 # aya attaches tracepoints through tracefs, which is not mounted on every machine.
 if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then
