@@ -80,6 +80,7 @@ def test_comm_and_pid_filters_select_processes(start_profiler, echo_server):
 
 JUNK_AFTER_GET = r"""
 import os, socket, sys
+sys.stdin.readline()                    # starts once the profiler watches this process
 srv = socket.create_server(("127.0.0.1", 0))
 c = socket.create_connection(srv.getsockname())
 a, _ = srv.accept()
@@ -94,8 +95,11 @@ for _ in range(40):
 
 
 def test_userspace_stops_the_kernel_copying_a_connection_that_is_not_http(start_profiler):
-    profiler = start_profiler()
-    subprocess.run([sys.executable, "-c", JUNK_AFTER_GET], check=True, timeout=60)
+    # Only this process is watched, so other traffic on the host cannot add records.
+    junk = subprocess.Popen([sys.executable, "-c", JUNK_AFTER_GET], stdin=subprocess.PIPE, text=True)
+    profiler = start_profiler("--pid", str(junk.pid))
+    junk.communicate("go\n", timeout=60)
+    assert junk.returncode == 0
     lines = profiler.stop()
     s = profiler.summary()
     assert lines == []
