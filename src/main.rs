@@ -80,10 +80,15 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         port: args.port,
     };
     let verdict = check::check(&text, expect, std::time::SystemTime::now());
+    let ignored = if verdict.ignored > 0 {
+        format!(", {} lines of other ports ignored", verdict.ignored)
+    } else {
+        String::new()
+    };
     if verdict.passed() {
         println!(
             "PASS {} requests, each captured sent and received with its response sent and \
-             received ({} lines, {} connection ends)",
+             received ({} lines, {} connection ends{ignored})",
             args.expect_requests, verdict.lines, verdict.connections
         );
         return ExitCode::SUCCESS;
@@ -96,7 +101,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         println!("problem: ... and {} more", verdict.problems.len() - SHOWN);
     }
     println!(
-        "FAIL {} problems in {} ({} lines checked, {} requests expected)",
+        "FAIL {} problems in {} ({} lines checked{ignored}, {} requests expected)",
         verdict.problems.len(),
         args.file.display(),
         verdict.lines,
