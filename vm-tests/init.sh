@@ -1,0 +1,89 @@
+#!/bin/busybox sh
+# /init of the VM test's initramfs (busybox sh): runs the appliance once (demo-server,
+# http-profiler, traffic-gen --count N), stops the profiler, checks its JSON lines with
+# `http-profiler check`, prints one result line for the host and powers off.
+# The host reads the serial console: every stage prints a "vm-test: stage" line, and
+# the last line is "VM-TEST-RESULT PASS ..." or "VM-TEST-RESULT FAIL <reason>".
+export PATH=/bin LD_LIBRARY_PATH=/lib
+/bin/busybox --install -s /bin
+. /etc/vm-test.conf # COUNT, PORT, BREAK
+
+stage() { echo "vm-test: stage: $*"; }
+finish() {
+    echo "VM-TEST-RESULT $*"
+    sync
+    poweroff -f
+}
+fail() {
+    for log in /out/*.log; do
+        [ -s "$log" ] && { echo "vm-test: --- $log"; tail -n 40 "$log"; }
+    done
+    finish "FAIL $*"
+}
+# Waits up to $1 tenths of a second for the command after it to succeed.
+wait_for() {
+    n=$1
+    shift
+    while ! "$@" 2>/dev/null; do
+        n=$((n - 1))
+        [ "$n" -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+
+stage "mounting proc, sys, devtmpfs, tracefs, bpffs"
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tracefs nodev /sys/kernel/tracing || fail "cannot mount tracefs"
+mount -t bpf bpf /sys/fs/bpf || fail "cannot mount bpffs"
+mount -t tmpfs tmp /out
+ip link set lo up || fail "cannot bring up the loopback interface"
+echo "vm-test: kernel $(uname -r) $(uname -m), $(grep -c ^processor /proc/cpuinfo) CPUs"
+[ -r /sys/kernel/btf/vmlinux ] || fail "no /sys/kernel/btf/vmlinux: kernel without CONFIG_DEBUG_INFO_BTF"
+[ -d /sys/kernel/tracing/events/syscalls ] || fail "no syscall tracepoints in tracefs"
+
+stage "starting demo-server on 127.0.0.1:$PORT"
+demo-server --listen "127.0.0.1:$PORT" 2>/out/demo-server.log &
+wait_for 300 wget -q -O /dev/null "http://127.0.0.1:$PORT/healthz" || fail "demo-server did not answer /healthz"
+
+stage "starting http-profiler"
+start=$(date +%s)
+# -v: the console shows the struct offsets read from this kernel's BTF.
+http-profiler -v --output /out/events.jsonl --port "$PORT" --max-body-bytes 262144 2>/out/profiler.log &
+profiler=$!
+wait_for 1800 grep -q capturing /out/profiler.log || {
+    kill -0 "$profiler" 2>/dev/null || fail "http-profiler exited: $(tail -n 3 /out/profiler.log | tr '\n' ' ')"
+    fail "http-profiler did not start within 180 s"
+}
+echo "vm-test: http-profiler loaded and attached its probes in $(($(date +%s) - start)) s"
+
+stage "traffic-gen --count $COUNT"
+traffic-gen --target "http://127.0.0.1:$PORT" --count "$COUNT" >/out/traffic-gen.log 2>&1
+traffic=$?
+cat /out/traffic-gen.log
+[ "$traffic" -eq 0 ] || fail "traffic-gen reported errors (exit $traffic)"
+
+stage "stopping http-profiler (SIGINT)"
+# The last records reach the ring buffer within microseconds; leave the reader a moment.
+sleep 1
+kill -INT "$profiler"
+wait "$profiler"
+status=$?
+grep -v capturing /out/profiler.log
+[ "$status" -eq 0 ] || fail "http-profiler exited with status $status"
+
+if [ "$BREAK" = empty-output ]; then
+    # A profiler that wrote nothing: the check below must fail.
+    stage "VM_TEST_BREAK=empty-output: emptying the profiler's output"
+    : >/out/events.jsonl
+fi
+
+stage "http-profiler check /out/events.jsonl --expect-requests $COUNT --port $PORT"
+http-profiler check /out/events.jsonl --expect-requests "$COUNT" --port "$PORT" >/out/check.out 2>&1
+checked=$?
+cat /out/check.out
+if [ "$checked" -eq 0 ]; then
+    finish "$(tail -n 1 /out/check.out)"
+fi
+finish "FAIL check: $(tail -n 1 /out/check.out)"
