@@ -66,7 +66,7 @@ initramfs() {
         bindir=$(build "$arch") || return 1
         deb_arch=$([ "$arch" = x86_64 ] && echo amd64 || echo arm64)
         busybox=$("$HERE/fetch.sh" busybox "$deb_arch") || return 1
-        printf 'COUNT=%s\nPORT=%s\nBREAK=%s\n' "$COUNT" "$PORT" "$BREAK" >"$WORK/vm-test.conf"
+        printf 'COUNT=%s\nPORT=%s\nFORK_COUNT=%s\nFORK_PORT=%s\nBREAK=%s\n' "$COUNT" "$PORT" 10 8081 "$BREAK" >"$WORK/vm-test.conf"
         log "stage: packing the $arch initramfs" >&2
         "$HERE/initramfs.sh" "$arch" "$bindir" "$busybox" "$HERE/init.sh" "$WORK/vm-test.conf" "$out" || return 1
         touch "$out.done"
