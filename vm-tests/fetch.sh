@@ -13,26 +13,35 @@ APT_DIR=$CACHE/apt
 
 log() { printf 'vm-test: %s\n' "$*" >&2; }
 
-# The Debian mirror this machine already uses (its deb822 or one-line sources), else
-# the public redirector.
+# The Debian mirrors this machine already uses (from its deb822 or one-line sources) for
+# the main archive and for security updates, else Debian's own.
+source_uris() {
+    grep -hs -E '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -oE 'https?://[^ ]+'
+}
 mirror() {
     local m
-    m=$(grep -hs -E '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ')
+    m=$(source_uris | grep -E '/debian/?$' | head -n1)
     echo "${m:-http://deb.debian.org/debian}"
+}
+security_mirror() {
+    local m
+    m=$(source_uris | grep -E '/debian-security/?$' | head -n1)
+    echo "${m:-http://security.debian.org/debian-security}"
 }
 
 APT_OPTS=()
 apt_setup() {
     [ ${#APT_OPTS[@]} -gt 0 ] && return
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/archives/partial" "$APT_DIR/etc/preferences.d"
-    local m
+    local m s
     m=$(mirror)
+    s=$(security_mirror)
     cat >"$APT_DIR/etc/sources.list" <<SOURCES
 deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${m%/} bookworm main
-deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${m%/}-security bookworm-security main
+deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${s%/} bookworm-security main
 deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${m%/} bullseye main
-deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${m%/}-security bullseye-security main
+deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${s%/} bullseye-security main
 SOURCES
     APT_OPTS=(
         -o "Dir::Etc::sourcelist=$APT_DIR/etc/sources.list"

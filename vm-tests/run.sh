@@ -74,18 +74,16 @@ initramfs() {
     echo "$out"
 }
 
-# QEMU command line for ARCH with ACCEL, booting KERNEL with INITRD.
+# Sets QEMU to the command line for ARCH with ACCEL, booting KERNEL with INITRD.
 qemu_cmd() {
     local arch=$1 accel=$2 kernel=$3 initrd=$4
     if [ "$arch" = x86_64 ]; then
-        local cpu=qemu64
-        [ "$accel" = kvm ] && cpu=host
-        echo qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m 1024 -smp 2 -nographic -no-reboot -nic none \
-            -kernel "$kernel" -initrd "$initrd" -append "'console=ttyS0 panic=-1 quiet'"
+        QEMU=(qemu-system-x86_64 -accel "$accel" -cpu "$([ "$accel" = kvm ] && echo host || echo qemu64)"
+            -append "console=ttyS0 panic=-1 quiet")
     else
-        echo qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg -m 1024 -smp 2 -nographic -no-reboot -nic none \
-            -kernel "$kernel" -initrd "$initrd" -append "'console=ttyAMA0 panic=-1 quiet'"
+        QEMU=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg -append "console=ttyAMA0 panic=-1 quiet")
     fi
+    QEMU+=(-m 1024 -smp 2 -nographic -no-reboot -nic none -kernel "$kernel" -initrd "$initrd")
 }
 
 # Whether KVM really works here: /dev/kvm can exist while a guest under it hangs in
@@ -99,7 +97,8 @@ kvm_works() {
     printf '#!/bin/busybox sh\necho KVM-PROBE-OK\n/bin/busybox poweroff -f\n' >"$dir/root/init"
     chmod 755 "$dir/root/init"
     (cd "$dir/root" && find . | cpio --quiet -o -H newc -R 0:0) | gzip -1 >"$dir/initrd"
-    timeout 20 bash -c "$(qemu_cmd x86_64 kvm "$kernel" "$dir/initrd") </dev/null" >"$dir/console" 2>&1
+    qemu_cmd x86_64 kvm "$kernel" "$dir/initrd"
+    timeout 20 "${QEMU[@]}" </dev/null >"$dir/console" 2>&1
     grep -q KVM-PROBE-OK "$dir/console"
 }
 
@@ -124,7 +123,8 @@ boot_kernel() {
     log "stage: booting $(cat "$(dirname "$(dirname "$kernel")")/.package") ($arch, $accel); console follows"
     local boot_started=$SECONDS
     # The console as the guest prints it, without the firmware's terminal escapes.
-    timeout "$TIMEOUT" bash -c "$(qemu_cmd "$arch" "$accel" "$kernel" "$initrd") </dev/null" 2>&1 \
+    qemu_cmd "$arch" "$accel" "$kernel" "$initrd"
+    timeout "$TIMEOUT" "${QEMU[@]}" </dev/null 2>&1 \
         | tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$console" | sed -u "s/^/  [$name] /"
     local status=${PIPESTATUS[0]}
     elapsed=$((SECONDS - boot_started))
