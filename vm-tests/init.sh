@@ -90,6 +90,10 @@ wait "$profiler"
 status=$?
 grep -v capturing /out/profiler.log
 [ "$status" -eq 0 ] || fail "http-profiler exited with status $status"
+# A tracepoint this kernel lacks, or records dropped, would show as a warning.
+if grep -q ' WARN ' /out/profiler.log; then
+    fail "http-profiler warned: $(grep ' WARN ' /out/profiler.log | head -n 3 | tr '\n' ' ')"
+fi
 
 if [ "$BREAK" = empty-output ]; then
     # A profiler that wrote nothing: the check below must fail.
