@@ -149,7 +149,10 @@ fetch_busybox() {
 case ${1:-} in
     kernel) fetch_kernel "$2" ;;
     busybox) fetch_busybox "$2" ;;
+    arch) # fetch.sh arch NAME: the Debian architecture of a kernel of the matrix
+        spec=$(kernel_spec "$2") || { log "unknown kernel $2 (known: 5.10-amd64 6.1-amd64 6.12-amd64 6.1-arm64)"; exit 2; }
+        echo "${spec%% *}" ;;
     package) # fetch.sh package NAME: the Debian package the cached kernel came from
         cat "$CACHE/kernel-$2.d/.package" ;;
-    *) echo "usage: $0 kernel NAME | busybox ARCH | package NAME" >&2; exit 2 ;;
+    *) echo "usage: $0 kernel NAME | busybox ARCH | arch NAME | package NAME" >&2; exit 2 ;;
 esac
