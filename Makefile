@@ -7,13 +7,14 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 PROFILER := target/release/http-profiler
 PYTEST := python3 -m pytest
 
-.PHONY: all setup build lint unit integration nix-check test demo clean help
+.PHONY: all setup build lint unit integration nix-check vm-test test demo clean help
 
 all: build
 
 help:
 	@echo "make demo    run the profiler on demo traffic (DURATION=seconds, default 20)"
-	@echo "make test    lint, unit tests, privileged integration tests (as root)"
+	@echo "make test    lint, unit tests, privileged integration tests, VM tests (as root)"
+	@echo "make vm-test the appliance on Debian kernels 5.10, 6.1, 6.12 (x86_64) and 6.1 (arm64) under QEMU"
 	@echo "make build   build the profiler and its probes (target/release/http-profiler)"
 	@echo "make nix-check  check the Nix flake's files (parse, format, lint, flake.lock)"
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
@@ -41,7 +42,15 @@ nix-check: setup
 	bash scripts/nix-check.sh
 	bash tests/nix/test-nix-check.sh
 
-test: lint unit nix-check integration
+# The appliance (demo-server, http-profiler, traffic-gen) on Debian's 5.10, 6.1 and 6.12
+# x86_64 kernels and its 6.1 arm64 kernel under QEMU, its capture checked by
+# `http-profiler check` (vm-tests/run.sh); then proof that an empty capture fails that
+# test (vm-tests/selftest.sh). Needs root; kernels are cached in vm-tests/.cache.
+vm-test: setup
+	bash vm-tests/run.sh
+	bash vm-tests/selftest.sh
+
+test: lint unit nix-check integration vm-test
 
 DURATION ?= 20
 export DURATION

@@ -29,6 +29,21 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
+# VM tests (make vm-test): QEMU for x86_64 and aarch64 guests, the aarch64 cross
+# compiler and Debian's arm64 libc for the cross-built userspace, cpio for the initramfs.
+VM_APT_PACKAGES=(qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils cpio gzip)
+missing_vm=()
+for p in "${VM_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_vm+=("$p")
+done
+if [ ${#missing_vm[@]} -gt 0 ]; then
+    need_root
+    log "installing Debian packages for the VM tests: ${missing_vm[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing_vm[@]}" >/dev/null
+fi
+
 # The integration tests run under whichever python3 comes first on PATH; a python3 that
 # is not Debian's (pyenv, a venv) does not see python3-pytest and gets pytest from PyPI.
 if ! python3 -m pytest --version >/dev/null 2>&1; then
@@ -56,6 +71,12 @@ for c in rustfmt clippy; do
         rustup component add "$c"
     fi
 done
+
+# The VM tests cross-build the userspace for their aarch64 guest.
+if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+    log "adding the aarch64-unknown-linux-gnu target (VM tests)"
+    rustup target add aarch64-unknown-linux-gnu
+fi
 
 # bpf-linker must link the same LLVM major version as the rustc that compiles the probe.
 # No packaged LLVM matches rustc's, but every rustup toolchain ships its own libLLVM,

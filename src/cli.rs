@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// See the plaintext HTTP/1.x traffic of every process on this host, from its socket
 /// syscalls, as one JSON line per HTTP message.
@@ -12,8 +12,17 @@ use clap::{ArgAction, Parser};
 /// Stop it with Ctrl-C or SIGTERM: messages in progress are written, flagged incomplete,
 /// and a summary goes to stderr. Fields: docs/fields.md.
 #[derive(Debug, Parser)]
-#[command(name = "http-profiler", version, about, long_about)]
+#[command(
+    name = "http-profiler",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where to write the JSON lines ("-" for standard output). The file is appended to
     /// and created readable by its owner only: it holds whatever the traffic holds.
     #[arg(short, long, env = "OUTPUT_PATH", default_value = "-")]
@@ -75,6 +84,35 @@ pub struct Cli {
     pub quiet: u8,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Check(CheckArgs),
+}
+
+/// Verify a capture of known traffic: exit 0 with one line "PASS ...", or exit 1 with one
+/// line per problem.
+///
+/// For a capture of N requests made and answered on the profiled host (traffic-gen
+/// --count N against demo-server, as the VM tests do): every request must appear twice
+/// (sent by the client, received by the server) and its response twice, each response
+/// paired with its request on its connection with a latency, every line with the fields
+/// of docs/fields.md and their types, a valid status code, wall-clock timestamps that
+/// never go back within a connection's stream, and no line flagged incomplete or
+/// capture_gap.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The JSON lines to check ("-" for standard input).
+    pub file: PathBuf,
+
+    /// Requests the client sent (traffic-gen's count).
+    #[arg(long, value_name = "N")]
+    pub expect_requests: u64,
+
+    /// Check only lines with this port at either end; other traffic is ignored.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
 fn ring_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
     if n < 65536 || !n.is_power_of_two() {
@@ -113,5 +151,35 @@ mod tests {
         assert_eq!(cli.ports, [80, 8080]);
         assert_eq!(cli.pids, [1]);
         assert_eq!(cli.output, PathBuf::from("x.jsonl"));
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn check_is_a_subcommand_with_a_required_count() {
+        let cli = Cli::try_parse_from([
+            "http-profiler",
+            "check",
+            "out.jsonl",
+            "--expect-requests",
+            "70",
+        ])
+        .unwrap();
+        let Some(Command::Check(args)) = cli.command else {
+            panic!("no check subcommand");
+        };
+        assert_eq!(args.file, PathBuf::from("out.jsonl"));
+        assert_eq!((args.expect_requests, args.port), (70, None));
+        assert!(Cli::try_parse_from(["http-profiler", "check", "out.jsonl"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "http-profiler",
+                "--pretty",
+                "check",
+                "x",
+                "--expect-requests",
+                "1"
+            ])
+            .is_err()
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! `probes` (load and attach) -> `record` (decode ring-buffer records) -> `tracker`
 //! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
 //! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
-//! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines.
+//! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines. `check`
+//! verifies a capture of known traffic (`http-profiler check`).
 
+pub mod check;
 pub mod chunked;
 pub mod cli;
 pub mod clock;

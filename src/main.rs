@@ -7,7 +7,8 @@ use aya::maps::{MapData, RingBuf};
 use clap::Parser as _;
 use futures_util::StreamExt as _;
 use http_profiler::{
-    cli::Cli,
+    check,
+    cli::{CheckArgs, Cli, Command},
     clock::{WallClock, monotonic_ns},
     http::Limits,
     live::LiveView,
@@ -27,6 +28,9 @@ struct SetupError(anyhow::Error);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Check(args)) = &cli.command {
+        return run_check(args);
+    }
     let level = match (cli.quiet, cli.verbose) {
         (q, _) if q > 0 => "error",
         (_, 0) => "warn",
@@ -55,6 +59,55 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `http-profiler check`: the verdict on stdout, exit 0 on PASS and 1 otherwise.
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let text = if args.file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            println!("FAIL cannot read {}: {e}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let expect = check::Expect {
+        requests: args.expect_requests,
+        port: args.port,
+    };
+    let verdict = check::check(&text, expect, std::time::SystemTime::now());
+    let ignored = if verdict.ignored > 0 {
+        format!(", {} lines of other ports ignored", verdict.ignored)
+    } else {
+        String::new()
+    };
+    if verdict.passed() {
+        println!(
+            "PASS {} requests, each captured sent and received with its response sent and \
+             received ({} lines, {} connection ends{ignored})",
+            args.expect_requests, verdict.lines, verdict.connections
+        );
+        return ExitCode::SUCCESS;
+    }
+    const SHOWN: usize = 200;
+    for p in verdict.problems.iter().take(SHOWN) {
+        println!("problem: {p}");
+    }
+    if verdict.problems.len() > SHOWN {
+        println!("problem: ... and {} more", verdict.problems.len() - SHOWN);
+    }
+    println!(
+        "FAIL {} problems in {} ({} lines checked{ignored}, {} requests expected)",
+        verdict.problems.len(),
+        args.file.display(),
+        verdict.lines,
+        args.expect_requests
+    );
+    ExitCode::from(1)
 }
 
 enum Failure {
