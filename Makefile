@@ -15,6 +15,7 @@ help:
 	@echo "make demo    run the profiler on demo traffic (DURATION=seconds, default 20)"
 	@echo "make test    lint, unit tests, privileged integration tests (as root)"
 	@echo "make build   build the profiler and its probes (target/release/http-profiler)"
+	@echo "make bench   benchmark against no profiler and tcpdump (as root, ~25 min)"
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
 
 setup:
@@ -44,3 +45,12 @@ demo: build
 
 clean:
 	cargo clean
+
+# Benchmark (bench/): the profiler against no profiler and tcpdump, on nginx and
+# demo-server; writes bench/results/ and the README's table. Loads probes: as root.
+# BENCH_RUNS, BENCH_SECONDS, BENCH_RATES, BENCH_SOAK_SECONDS, BENCH_CONNS adjust it
+# (see bench/run.py); the defaults take about 25 minutes.
+.PHONY: bench
+bench: build
+	@bash bench/setup.sh
+	/usr/bin/python3 bench/run.py
