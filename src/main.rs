@@ -105,6 +105,8 @@ struct Pipeline {
     with_raw: bool,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
+    /// One line's JSON, reused from line to line.
+    line: Vec<u8>,
     decode_errors: u64,
     write_errors: u64,
 }
@@ -133,13 +135,14 @@ impl Pipeline {
 
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
-            let line = output::render(&e, &self.procs, &self.clock, self.with_raw);
+            self.line.clear();
+            output::render_into(&mut self.line, &e, &self.procs, &self.clock, self.with_raw);
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-            if let Err(err) = self.sink.write_line(&line) {
+            if let Err(err) = self.sink.write_line(&self.line) {
                 if self.write_errors == 0 {
                     log::error!("cannot write to {}: {err}", self.sink.describe());
                 }
@@ -196,6 +199,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             (LiveView::default(), out)
         }),
         emitted: Vec::new(),
+        line: Vec::with_capacity(16 * 1024),
         decode_errors: 0,
         write_errors: 0,
     };
