@@ -73,6 +73,7 @@ fn probe_config(
     let mut config = ProbeConfig::empty();
     config.offsets = offsets;
     config.self_tgid = std::process::id();
+    config.wakeup_bytes = wakeup_bytes(cli.ring_buffer_bytes);
     anyhow::ensure!(
         cli.pids.len() <= MAX_PID_FILTERS,
         "at most {MAX_PID_FILTERS} --pid filters"
@@ -94,6 +95,18 @@ fn probe_config(
         config.comm[..comm.len()].copy_from_slice(comm.as_bytes());
     }
     Ok(config)
+}
+
+/// How often the ring buffer is drained when no record woke the reader.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// Drains between two checks for stalled messages, flushes and counter reads (200 ms).
+const DRAINS_PER_HOUSEKEEPING: u32 = 20;
+
+/// Unread bytes past which a record wakes the reader at once: an eighth of the ring, so
+/// that a burst gets read long before the ring fills, while a steady rate is read in
+/// batches on the drain timer.
+fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    ring_bytes / 8
 }
 
 /// The stages after the kernel: records in, JSON lines out.
@@ -215,7 +228,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             pipeline.sink.describe()
         );
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drains = 0u32;
     let mut last = Counters::default();
     let timeout_ns = cli.message_timeout.saturating_mul(1_000_000_000);
     loop {
@@ -226,6 +241,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                pipeline.drain(ring.get_mut(), &mut probes);
+                drains += 1;
+                if drains < DRAINS_PER_HOUSEKEEPING {
+                    continue;
+                }
+                drains = 0;
                 pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
                 pipeline.write_emitted();
                 if let Err(e) = pipeline.sink.flush() && pipeline.write_errors == 0 {
