@@ -26,8 +26,10 @@ def _round(socks, request, body_end):
 def check(target, workdir, count, cap):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = count + 1024
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+    if hard < want:
+        raise RuntimeError(f"{count} connections need {want} open files, the hard limit is {hard}: "
+                           f"raise it (ulimit -Hn) or lower BENCH_CONNS")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), hard))
     pids = observers.pids_of(target.proc)
     obs = observers.Profiler(workdir, ["--max-connections", str(cap),
                                        *[a for p in pids for a in ("--pid", str(p))]])

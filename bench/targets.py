@@ -11,7 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NGINX_CONF = """daemon off;
 worker_processes 2;
-worker_rlimit_nofile 65536;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
 events {{ worker_connections 20000; }}

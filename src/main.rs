@@ -175,6 +175,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }))?;
     let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
     log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
+    preflight::release_freed_memory();
     setup(preflight::ensure_tracefs())?;
     preflight::raise_memlock();
     let config = setup(probe_config(&cli, offsets))?;
