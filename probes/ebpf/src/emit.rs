@@ -23,11 +23,16 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// The wakeup flag for a record of `len` bytes: only the record that takes the unread
-/// bytes past `wakeup_bytes` wakes the reader; the others leave it to its timer. (The
-/// kernel's default wakes the reader for every record once it has caught up, which at
-/// a steady rate is one wakeup per record.)
+/// bytes past `wakeup_bytes` wakes the reader, and the first record of a connection's
+/// direction (`urgent`), so that a short-lived client's command line is read from /proc
+/// before it exits; the others leave the reader to its timer. (The kernel's default
+/// wakes the reader for every record once it has caught up, which at a steady rate is
+/// one wakeup per record.)
 #[inline(always)]
-fn wakeup(len: u64) -> u64 {
+fn wakeup(len: u64, urgent: bool) -> u64 {
+    if urgent {
+        return BPF_RB_FORCE_WAKEUP;
+    }
     let threshold = config!(wakeup_bytes) as u64;
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA);
     if unread < threshold && unread + len >= threshold {
@@ -320,7 +325,8 @@ fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
             len,
         )
     };
-    match EVENTS.output::<[u8]>(bytes, wakeup(len as u64)) {
+    let urgent = rec.header.stream_pos == 0;
+    match EVENTS.output::<[u8]>(bytes, wakeup(len as u64, urgent)) {
         Ok(()) => count(counter::RECORDS, 1),
         Err(_) => count(counter::DROPPED, 1),
     }
@@ -350,7 +356,10 @@ pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
         send_end: state.send_pos,
         recv_end: state.recv_pos,
     };
-    match EVENTS.output::<CloseRecord>(&rec, wakeup(core::mem::size_of::<CloseRecord>() as u64)) {
+    match EVENTS.output::<CloseRecord>(
+        &rec,
+        wakeup(core::mem::size_of::<CloseRecord>() as u64, false),
+    ) {
         Ok(()) => count(counter::RECORDS, 1),
         Err(_) => count(counter::DROPPED, 1),
     }
