@@ -6,6 +6,8 @@
 //! each finished message to a [`MessageSink`]. It never panics on any input and keeps at
 //! most `Limits` bytes per message.
 
+use std::mem::MaybeUninit;
+
 use crate::chunked::{ChunkedDecoder, ChunkedStep};
 
 /// Per-message memory bounds.
@@ -337,9 +339,17 @@ impl Parser {
     }
 
     fn parse_head(&mut self, meta: ChunkMeta, sink: &mut dyn MessageSink) {
-        let head = std::mem::take(&mut self.head);
+        let mut head = std::mem::take(&mut self.head);
+        self.parse_taken_head(&head, meta, sink);
+        // The buffer goes back for the next head: one allocation per direction, not
+        // one per message.
+        head.clear();
+        self.head = head;
+    }
+
+    fn parse_taken_head(&mut self, head: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) {
         let gap = std::mem::take(&mut self.head_gap);
-        let Some(parsed) = parse_head(&head) else {
+        let Some(parsed) = parse_head(head) else {
             self.state = State::Head { synced: false };
             return;
         };
@@ -347,7 +357,7 @@ impl Parser {
             parsed.start,
             parsed.version_minor,
             parsed.headers,
-            &head,
+            head,
             gap,
         );
         message.last_timestamp_ns = meta.timestamp_ns;
@@ -566,10 +576,14 @@ struct ParsedHead {
 }
 
 fn parse_head(head: &[u8]) -> Option<ParsedHead> {
-    let mut storage = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Header slots left uninitialised on the stack: a zeroed array of MAX_HEADERS on the
+    // heap for every message cost more than the parse itself.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut no_headers = [];
+    let config = httparse::ParserConfig::default();
     if head.starts_with(b"HTTP/") {
-        let mut res = httparse::Response::new(&mut storage);
-        match res.parse(head) {
+        let mut res = httparse::Response::new(&mut no_headers);
+        match config.parse_response_with_uninit_headers(&mut res, head, &mut storage) {
             Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
                 start: StartLine::Response {
                     status: res.code?,
@@ -581,8 +595,8 @@ fn parse_head(head: &[u8]) -> Option<ParsedHead> {
             _ => None,
         }
     } else {
-        let mut req = httparse::Request::new(&mut storage);
-        match req.parse(head) {
+        let mut req = httparse::Request::new(&mut no_headers);
+        match config.parse_request_with_uninit_headers(&mut req, head, &mut storage) {
             Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
                 start: StartLine::Request {
                     method: req.method?.to_string(),

@@ -153,8 +153,8 @@ mod tests {
         std::fs::write(dir.join("1/comm"), "traffic-gen\n").unwrap();
         std::fs::write(dir.join("2/comm"), "demo-server\n").unwrap();
         let mut procs = ProcessCache::with_root(&dir);
-        procs.observe(1, b"traffic-gen");
-        procs.observe(2, b"demo-server");
+        procs.observe(1, b"traffic-gen\0\0\0\0\0");
+        procs.observe(2, b"demo-server\0\0\0\0\0");
         let clock = WallClock::from_offset(0);
         let mut live = LiveView::default();
         let req = || StartLine::Request {

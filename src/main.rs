@@ -126,6 +126,7 @@ fn probe_config(
     let mut config = ProbeConfig::empty();
     config.offsets = offsets;
     config.self_tgid = std::process::id();
+    config.wakeup_bytes = wakeup_bytes(cli.ring_buffer_bytes);
     anyhow::ensure!(
         cli.pids.len() <= MAX_PID_FILTERS,
         "at most {MAX_PID_FILTERS} --pid filters"
@@ -149,6 +150,18 @@ fn probe_config(
     Ok(config)
 }
 
+/// How often the ring buffer is drained when no record woke the reader.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// Drains between two checks for stalled messages, flushes and counter reads (200 ms).
+const DRAINS_PER_HOUSEKEEPING: u32 = 20;
+
+/// Unread bytes past which a record wakes the reader at once: an eighth of the ring, so
+/// that a burst gets read long before the ring fills, while a steady rate is read in
+/// batches on the drain timer.
+fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    ring_bytes / 8
+}
+
 /// The stages after the kernel: records in, JSON lines out.
 struct Pipeline {
     tracker: Tracker,
@@ -158,6 +171,8 @@ struct Pipeline {
     with_raw: bool,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
+    /// One line's JSON, reused from line to line.
+    line: Vec<u8>,
     decode_errors: u64,
     write_errors: u64,
 }
@@ -186,13 +201,14 @@ impl Pipeline {
 
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
-            let line = output::render(&e, &self.procs, &self.clock, self.with_raw);
+            self.line.clear();
+            output::render_into(&mut self.line, &e, &self.procs, &self.clock, self.with_raw);
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-            if let Err(err) = self.sink.write_line(&line) {
+            if let Err(err) = self.sink.write_line(&self.line) {
                 if self.write_errors == 0 {
                     log::error!("cannot write to {}: {err}", self.sink.describe());
                 }
@@ -212,6 +228,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }))?;
     let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
     log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
+    preflight::release_freed_memory();
     setup(preflight::ensure_tracefs())?;
     preflight::raise_memlock();
     let config = setup(probe_config(&cli, offsets))?;
@@ -249,6 +266,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             (LiveView::default(), out)
         }),
         emitted: Vec::new(),
+        line: Vec::with_capacity(16 * 1024),
         decode_errors: 0,
         write_errors: 0,
     };
@@ -264,7 +282,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             pipeline.sink.describe()
         );
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drains = 0u32;
     let mut last = Counters::default();
     let timeout_ns = cli.message_timeout.saturating_mul(1_000_000_000);
     loop {
@@ -275,6 +295,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                pipeline.drain(ring.get_mut(), &mut probes);
+                drains += 1;
+                if drains < DRAINS_PER_HOUSEKEEPING {
+                    continue;
+                }
+                drains = 0;
                 pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
                 pipeline.write_emitted();
                 if let Err(e) = pipeline.sink.flush() && pipeline.write_errors == 0 {

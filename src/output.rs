@@ -2,23 +2,20 @@
 //! Every field is described in docs/fields.md.
 
 use std::{
+    borrow::Cow,
     fs::OpenOptions,
     io::{self, BufWriter, Write},
+    net::IpAddr,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use base64::Engine as _;
 use http_profiler_common::DIRECTION_SEND;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use crate::{
-    clock::{WallClock, rfc3339},
-    http::StartLine,
-    procinfo::ProcessCache,
-    tracker::Emitted,
-};
+use crate::{clock::WallClock, http::StartLine, procinfo::ProcessCache, tracker::Emitted};
 
 #[derive(Serialize)]
 struct RequestRef<'a> {
@@ -26,17 +23,20 @@ struct RequestRef<'a> {
     url: &'a str,
 }
 
+/// A line borrows everything it shows from the message: rendering allocates nothing
+/// but the rare base64 text and joined repeated headers.
 #[derive(Serialize)]
 struct Line<'a> {
-    timestamp: String,
+    #[serde(serialize_with = "rfc3339")]
+    timestamp: SystemTime,
     pid: u32,
     tid: u32,
     comm: &'a str,
     cmdline: Option<&'a str>,
     direction: &'static str,
-    source_ip: String,
+    source_ip: IpAddr,
     source_port: u16,
-    dest_ip: String,
+    dest_ip: IpAddr,
     dest_port: u16,
     bytes: u64,
     http_version: &'static str,
@@ -48,10 +48,10 @@ struct Line<'a> {
     status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
-    headers: Map<String, Value>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    trailers: Map<String, Value>,
-    body: String,
+    headers: HeaderObject<'a>,
+    #[serde(skip_serializing_if = "HeaderObject::is_empty")]
+    trailers: HeaderObject<'a>,
+    body: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     body_encoding: Option<&'static str>,
     body_size: u64,
@@ -59,7 +59,7 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     body_omitted: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    raw_payload: Option<String>,
+    raw_payload: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_payload_encoding: Option<&'static str>,
     conn_id: u64,
@@ -75,46 +75,82 @@ struct Line<'a> {
     capture_gap: bool,
 }
 
+/// RFC 3339 in UTC with nanoseconds, written straight into the line.
+fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_nanos(*t))
+}
+
 /// Text as is when it is UTF-8, else base64 with the encoding named.
-fn text_or_base64(bytes: &[u8]) -> (String, Option<&'static str>) {
+fn text_or_base64(bytes: &[u8]) -> (Cow<'_, str>, Option<&'static str>) {
     match std::str::from_utf8(bytes) {
-        Ok(s) => (s.to_string(), None),
+        Ok(s) => (Cow::Borrowed(s), None),
         Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(bytes),
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(bytes)),
             Some("base64"),
         ),
     }
 }
 
-/// Header fields as an object; repeated fields are joined with ", " under the spelling
-/// first seen (RFC 9110 section 5.3).
-fn header_object(fields: &[(String, String)]) -> Map<String, Value> {
-    let mut map = Map::new();
-    let mut spelled: Vec<(String, String)> = Vec::new();
-    for (name, value) in fields {
-        let lower = name.to_ascii_lowercase();
-        let key = match spelled.iter().find(|(l, _)| *l == lower) {
-            Some((_, first)) => first.clone(),
-            None => {
-                spelled.push((lower, name.clone()));
-                name.clone()
-            }
-        };
-        match map.get_mut(&key) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
-            }
-            _ => {
-                map.insert(key, Value::String(value.clone()));
+/// Header fields as an object, keys in byte order; repeated fields are joined with ", "
+/// under the spelling first seen (RFC 9110 section 5.3).
+struct HeaderObject<'a>(&'a [(String, String)]);
+
+impl HeaderObject<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether field `i` repeats a name seen before it (its value joins that one).
+    fn repeats(&self, i: usize) -> bool {
+        let name = &self.0[i].0;
+        self.0[..i]
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+}
+
+impl Serialize for HeaderObject<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self.0;
+        let mut first: Vec<usize> = (0..fields.len()).filter(|&i| !self.repeats(i)).collect();
+        first.sort_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
+        let mut map = s.serialize_map(Some(first.len()))?;
+        for i in first {
+            let (name, value) = &fields[i];
+            let mut same = fields[i + 1..]
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .peekable();
+            if same.peek().is_none() {
+                map.serialize_entry(name, value)?;
+            } else {
+                let mut joined = value.clone();
+                for (_, v) in same {
+                    joined.push_str(", ");
+                    joined.push_str(v);
+                }
+                map.serialize_entry(name, &joined)?;
             }
         }
+        map.end()
     }
-    map
 }
 
 /// Renders one message as a JSON line (without the newline).
 pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bool) -> String {
+    let mut out = Vec::new();
+    render_into(&mut out, e, procs, clock, with_raw);
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Appends one message as a JSON line (without the newline) to `out`.
+pub fn render_into(
+    out: &mut Vec<u8>,
+    e: &Emitted,
+    procs: &ProcessCache,
+    clock: &WallClock,
+    with_raw: bool,
+) {
     let m = &e.paired.message;
     let proc = procs.get(m.first.tgid);
     let send = e.direction == DIRECTION_SEND;
@@ -140,15 +176,15 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         (None, None)
     };
     let line = Line {
-        timestamp: rfc3339(clock.to_wall(m.first.timestamp_ns)),
+        timestamp: clock.to_wall(m.first.timestamp_ns),
         pid: m.first.tgid,
         tid: m.first.tid,
         comm: proc.map_or("", |p| p.comm.as_str()),
         cmdline: proc.and_then(|p| p.cmdline.as_deref()),
         direction: if send { "send" } else { "recv" },
-        source_ip: src.to_string(),
+        source_ip: src,
         source_port: sport,
-        dest_ip: dst.to_string(),
+        dest_ip: dst,
         dest_port: dport,
         bytes: m.wire_bytes,
         http_version: if m.version_minor == 0 { "1.0" } else { "1.1" },
@@ -156,8 +192,8 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         url,
         status_code: status,
         reason,
-        headers: header_object(&m.headers),
-        trailers: header_object(&m.trailers),
+        headers: HeaderObject(&m.headers),
+        trailers: HeaderObject(&m.trailers),
         body,
         body_encoding,
         body_size: m.body_len,
@@ -176,7 +212,8 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,
     };
-    serde_json::to_string(&line).expect("a JSON line of strings and numbers always serialises")
+    serde_json::to_writer(out, &line)
+        .expect("a JSON line of strings and numbers always serialises into memory");
 }
 
 /// Where the lines go: a file (created 0600, appended to) or stdout.
@@ -217,8 +254,8 @@ impl Sink {
             .map_or("standard output".to_string(), |p| p.display().to_string())
     }
 
-    pub fn write_line(&mut self, line: &str) -> io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(line)?;
         self.out.write_all(b"\n")?;
         self.lines += 1;
         Ok(())
@@ -240,18 +277,24 @@ mod tests {
             ("X-Rep".to_string(), "1".to_string()),
             ("x-rep".to_string(), "2".to_string()),
         ];
-        let obj = header_object(&fields);
-        assert_eq!(obj["X-Rep"], "1, 2");
-        assert_eq!(obj["Accept"], "a");
-        assert_eq!(obj.len(), 2);
+        let obj = serde_json::to_string(&HeaderObject(&fields)).unwrap();
+        assert_eq!(obj, r#"{"Accept":"a","X-Rep":"1, 2"}"#);
+        let reordered = vec![
+            ("b".to_string(), "2".to_string()),
+            ("A".to_string(), "1".to_string()),
+        ];
+        assert_eq!(
+            serde_json::to_string(&HeaderObject(&reordered)).unwrap(),
+            r#"{"A":"1","b":"2"}"#
+        );
     }
 
     #[test]
     fn binary_bodies_are_base64() {
-        assert_eq!(text_or_base64(b"hi"), ("hi".to_string(), None));
+        assert_eq!(text_or_base64(b"hi"), (Cow::Borrowed("hi"), None));
         assert_eq!(
             text_or_base64(&[0xff, 0x00]),
-            ("/wA=".to_string(), Some("base64"))
+            (Cow::Owned("/wA=".to_string()), Some("base64"))
         );
     }
 }

@@ -118,6 +118,9 @@ impl Probes {
                     .with_context(|| format!("attaching {name} to syscalls:{tp}"))?;
             }
         }
+        // The loader's copy of the kernel BTF is gone: return it before the ring buffer's
+        // pages are mapped, so the two never add up in the peak RSS.
+        crate::preflight::release_freed_memory();
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let ignored = HashMap::try_from(take(&mut ebpf, "IGNORED")?)?;

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use http_profiler_common::COMM_LEN;
+
 /// Entries kept before the cache is cleared (processes come and go on a busy host).
 const MAX_PROCESSES: usize = 16 * 1024;
 
@@ -11,9 +13,9 @@ pub struct ProcInfo {
     /// The process's name (its main thread's comm).
     pub comm: String,
     pub cmdline: Option<String>,
-    /// Thread names seen in its records: a new one means a new thread, or an exec or a
-    /// reused pid, and the entry is read again.
-    thread_comms: Vec<String>,
+    /// Thread names seen in its records, as the records carry them: a new one means a
+    /// new thread, or an exec or a reused pid, and the entry is read again.
+    thread_comms: Vec<[u8; COMM_LEN]>,
 }
 
 pub struct ProcessCache {
@@ -44,12 +46,13 @@ impl ProcessCache {
     /// Notes a process seen in a record (`thread_comm` is the comm of the thread that
     /// made the syscall); reads its name and command line the first time, and again when
     /// a thread name not seen before shows up (an exec, or a reused pid).
-    pub fn observe(&mut self, tgid: u32, thread_comm: &[u8]) {
-        let thread_comm = comm_str(thread_comm);
+    /// Called for every record, so the common case (a known thread) compares bytes and
+    /// allocates nothing.
+    pub fn observe(&mut self, tgid: u32, thread_comm: &[u8; COMM_LEN]) {
         if self
             .procs
             .get(&tgid)
-            .is_some_and(|p| p.thread_comms.contains(&thread_comm))
+            .is_some_and(|p| p.thread_comms.contains(thread_comm))
         {
             return;
         }
@@ -64,11 +67,11 @@ impl ProcessCache {
         let entry = self.procs.entry(tgid).or_default();
         // A process that already exited keeps what was read while it ran.
         if comm.is_some() || entry.comm.is_empty() {
-            entry.comm = comm.unwrap_or_else(|| thread_comm.clone());
+            entry.comm = comm.unwrap_or_else(|| comm_str(thread_comm));
             entry.cmdline = cmdline;
         }
         if entry.thread_comms.len() < 64 {
-            entry.thread_comms.push(thread_comm);
+            entry.thread_comms.push(*thread_comm);
         }
     }
 
@@ -91,6 +94,12 @@ impl ProcessCache {
 mod tests {
     use super::*;
 
+    fn comm(name: &[u8]) -> [u8; COMM_LEN] {
+        let mut c = [0; COMM_LEN];
+        c[..name.len()].copy_from_slice(name);
+        c
+    }
+
     #[test]
     fn names_the_process_not_the_thread_and_survives_its_exit() {
         let dir = std::env::temp_dir().join(format!("hp-proc-{}", std::process::id()));
@@ -98,7 +107,7 @@ mod tests {
         std::fs::write(dir.join("42/cmdline"), b"traffic-gen\0--count\x005\0").unwrap();
         std::fs::write(dir.join("42/comm"), b"traffic-gen\n").unwrap();
         let mut cache = ProcessCache::with_root(&dir);
-        cache.observe(42, b"tokio-runtime-w\0");
+        cache.observe(42, &comm(b"tokio-runtime-w"));
         assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
         assert_eq!(
             cache.get(42).unwrap().cmdline.as_deref(),
@@ -107,14 +116,14 @@ mod tests {
         // The process exits: what was read stays, even for a thread not seen before.
         std::fs::remove_file(dir.join("42/cmdline")).unwrap();
         std::fs::remove_file(dir.join("42/comm")).unwrap();
-        cache.observe(42, b"other-thread\0");
+        cache.observe(42, &comm(b"other-thread"));
         assert_eq!(cache.get(42).unwrap().comm, "traffic-gen");
         assert_eq!(
             cache.get(42).unwrap().cmdline.as_deref(),
             Some("traffic-gen --count 5")
         );
         // A process never seen alive is named after its thread.
-        cache.observe(43, b"curl\0");
+        cache.observe(43, &comm(b"curl"));
         assert_eq!(cache.get(43).unwrap().comm, "curl");
         assert_eq!(cache.get(43).unwrap().cmdline, None);
         std::fs::remove_dir_all(dir).unwrap();

@@ -91,6 +91,10 @@ pub struct ProbeConfig {
     pub offsets: KernelOffsets,
     /// The profiler's own process, never captured.
     pub self_tgid: u32,
+    /// Unread bytes in the ring buffer past which a record wakes the reader. Below it,
+    /// records are written without a wakeup and the reader drains them on its timer:
+    /// one wakeup per batch instead of one per record.
+    pub wakeup_bytes: u32,
     pub pid_count: u32,
     pub pids: [u32; MAX_PID_FILTERS],
     pub port_count: u32,
@@ -125,6 +129,7 @@ impl ProbeConfig {
                 file_count_kind: 0,
             },
             self_tgid: 0,
+            wakeup_bytes: 0,
             pid_count: 0,
             pids: [0; MAX_PID_FILTERS],
             port_count: 0,

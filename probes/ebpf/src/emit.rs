@@ -14,8 +14,33 @@ use http_profiler_common::{
 
 use crate::{
     conn::{ConnClass, ConnState},
+    kernel::config,
     maps::{CHUNKS_PER_CALL, CONNS, COPY, EVENTS, SCRATCH, TAIL_CALLS, TAIL_COPY, count},
 };
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// The wakeup flag for a record of `len` bytes: only the record that takes the unread
+/// bytes past `wakeup_bytes` wakes the reader, and the first record of a connection's
+/// direction (`urgent`), so that a short-lived client's command line is read from /proc
+/// before it exits; the others leave the reader to its timer. (The kernel's default
+/// wakes the reader for every record once it has caught up, which at a steady rate is
+/// one wakeup per record.)
+#[inline(always)]
+fn wakeup(len: u64, urgent: bool) -> u64 {
+    if urgent {
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    let threshold = config!(wakeup_bytes) as u64;
+    let unread = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if unread < threshold && unread + len >= threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
 
 /// `struct msghdr` as user space passes it (LP64): msg_iov at 16, msg_iovlen at 24.
 const MSGHDR_IOV: u64 = 16;
@@ -301,7 +326,8 @@ fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
             len,
         )
     };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    let urgent = rec.header.stream_pos == 0;
+    match EVENTS.output::<[u8]>(bytes, wakeup(len as u64, urgent)) {
         Ok(()) => count(counter::RECORDS, 1),
         Err(_) => count(counter::DROPPED, 1),
     }
@@ -331,7 +357,10 @@ pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
         send_end: state.send_pos,
         recv_end: state.recv_pos,
     };
-    match EVENTS.output::<CloseRecord>(&rec, 0) {
+    match EVENTS.output::<CloseRecord>(
+        &rec,
+        wakeup(core::mem::size_of::<CloseRecord>() as u64, false),
+    ) {
         Ok(()) => count(counter::RECORDS, 1),
         Err(_) => count(counter::DROPPED, 1),
     }

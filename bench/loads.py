@@ -1,0 +1,60 @@
+"""Load generators: wrk in a closed loop (as fast as the service answers) and oha at a
+fixed rate (-q), each parsed into requests completed, throughput and latency."""
+
+import json
+import re
+import subprocess
+
+WRK_THREADS = 2
+CONNECTIONS = 50
+
+
+def _seconds(text):
+    """wrk's latency text ("835.59us", "1.45ms", "1.2s") in seconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(url, seconds):
+    out = subprocess.run(
+        ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    elapsed = float(done.group(2)) * (1e-3 if done.group(3) == "ms" else 1.0)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(done.group(1)),
+        "seconds": elapsed,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _seconds(re.search(r"\s50%\s+(\S+)", out).group(1)) * 1e3,
+        "p99_ms": _seconds(re.search(r"\s99%\s+(\S+)", out).group(1)) * 1e3,
+        "errors": (int(errors.group(1)) if errors else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+    }
+
+
+def oha(url, rate, seconds, connections=CONNECTIONS):
+    """Requests at `rate` per second for `seconds`; latency corrected for coordinated
+    omission (a request that waits for a slow one counts from when it was due)."""
+    out = subprocess.run(
+        ["oha", "--no-tui", "--output-format", "json", "--latency-correction",
+         "-q", str(rate), "-z", f"{seconds}s", "-c", str(connections), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    r = json.loads(out)
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(n for code, n in codes.items() if code.startswith("2"))
+    errors = sum(r.get("errorDistribution", {}).values()) + sum(
+        n for code, n in codes.items() if not code.startswith("2"))
+    pct = r["latencyPercentiles"]
+    return {
+        "requests": ok,
+        "seconds": r["summary"]["total"],
+        "rps": ok / r["summary"]["total"],
+        "p50_ms": pct["p50"] * 1e3,
+        "p99_ms": pct["p99"] * 1e3,
+        "errors": errors,
+    }

@@ -1,0 +1,138 @@
+"""What watches the traffic in each mode: nothing (baseline), http-profiler with its
+probes attached but this traffic filtered out (hooks-only), http-profiler capturing the
+service (full), or tcpdump writing the service port's packets to a file."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILER = ROOT / "target/release/http-profiler"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+MODES = ["baseline", "hooks-only", "full", "tcpdump"]
+# With BENCH_BEFORE=<another http-profiler binary>, "full-before" runs it as "full" runs
+# this tree's: a change's effect, measured within the same interleaved runs.
+COMPARE_MODES = MODES + ["full-before"]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_kib(pid):
+    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1))
+
+
+def pids_of(proc):
+    """A process and its children (nginx's workers)."""
+    out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+    return [proc.pid] + [int(p) for p in out.split()]
+
+
+def _wait_for(path, text, proc, what):
+    deadline = time.time() + 60
+    while text not in path.read_text(errors="replace"):
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"{what} did not start: {path.read_text(errors='replace')}")
+        time.sleep(0.05)
+
+
+class Observer:
+    """A started observer. `pid` is None for the baseline."""
+
+    pid = None
+
+    def finish(self):
+        return {}
+
+
+class Baseline(Observer):
+    pass
+
+
+class Profiler(Observer):
+    SUMMARY = re.compile(
+        r"(\d+) messages written .*ring buffer: (\d+) records, (\d+) dropped; (\d+) bytes not captured; "
+        r".* (\d+) connections evicted from a full table")
+
+    def __init__(self, workdir, args, binary=PROFILER):
+        self.output = workdir / "capture.jsonl"
+        self.stderr_path = workdir / "profiler.stderr"
+        self.output.unlink(missing_ok=True)
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [str(binary), "--output", str(self.output), *args],
+                stdout=subprocess.DEVNULL, stderr=err)
+        _wait_for(self.stderr_path, "capturing", self.proc, "http-profiler")
+        self.pid = self.proc.pid
+
+    def finish(self):
+        rss = peak_rss_kib(self.pid)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=120)
+        text = self.stderr_path.read_text(errors="replace")
+        m = self.SUMMARY.search(text)
+        if self.proc.returncode != 0 or not m:
+            raise RuntimeError(f"http-profiler failed ({self.proc.returncode}): {text}")
+        messages, records, dropped, gap_bytes, evicted = map(int, m.groups())
+        captured = self.complete_responses()
+        self.output.unlink(missing_ok=True)
+        return {"rss_kib": rss, "messages": messages, "records": records, "drops": dropped,
+                "gap_bytes": gap_bytes, "evicted": evicted, "captured": captured}
+
+    def complete_responses(self):
+        """Responses the service sent that were written whole (not cut short, no gap):
+        one per exchange, since only the service's processes are captured."""
+        if not self.output.exists():
+            return 0
+        sends = subprocess.Popen(["grep", "-F", '"direction":"send"', str(self.output)],
+                                 stdout=subprocess.PIPE)
+        whole = subprocess.run(["grep", "-c", "-F", '"incomplete":false,"capture_gap":false}'],
+                               stdin=sends.stdout, capture_output=True, text=True)
+        sends.wait()
+        return int(whole.stdout.strip() or 0)
+
+
+class Tcpdump(Observer):
+    def __init__(self, workdir, port):
+        self.file = workdir / "capture.pcap"
+        self.stderr_path = workdir / "tcpdump.stderr"
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(
+                ["tcpdump", "-i", "lo", "-s", "0", "-w", str(self.file), "tcp", "port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=err)
+        _wait_for(self.stderr_path, "listening on", self.proc, "tcpdump")
+        self.pid = self.proc.pid
+
+    def finish(self):
+        rss = peak_rss_kib(self.pid)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+        text = self.stderr_path.read_text(errors="replace")
+        dropped = re.search(r"(\d+) packets? dropped by kernel", text)
+        self.file.unlink(missing_ok=True)
+        return {"rss_kib": rss, "drops": int(dropped.group(1)) if dropped else None}
+
+
+def start(mode, target, workdir, idle_pid):
+    if mode == "baseline":
+        return Baseline()
+    if mode == "hooks-only":
+        # Probes on every hook, but only an idle process selected: every syscall of the
+        # service takes the filter's early exit. The floor that attaching sets.
+        return Profiler(workdir, ["--pid", str(idle_pid)])
+    if mode in ("full", "full-before"):
+        # The service's own processes, as an agent on its host would see them; the load
+        # generator runs here too, but on a real deployment it would be elsewhere.
+        binary = os.environ["BENCH_BEFORE"] if mode == "full-before" else PROFILER
+        return Profiler(workdir, [a for p in pids_of(target.proc) for a in ("--pid", str(p))], binary)
+    if mode == "tcpdump":
+        return Tcpdump(workdir, target.port)
+    raise ValueError(mode)

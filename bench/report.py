@@ -1,0 +1,232 @@
+"""Turns a raw results file into the Markdown table and the plot, copies both to
+bench/results/latest.*, and puts the table in the README.
+
+Usage: python3 bench/report.py [bench/results/<time>.json]   (default: the newest)"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from statistics import median
+
+import observers
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return median(values) if values else None
+
+
+def fmt(v, spec=".0f", unit=""):
+    return "—" if v is None else f"{v:{spec}}{unit}"
+
+
+class Figures:
+    """Medians of one (target, load) point over its runs, per mode, with ratios taken
+    within each interleaved run before the median."""
+
+    def __init__(self, runs, target, kind, rate):
+        self.rows = [r for r in runs if r["target"] == target and r["kind"] == kind and r["rate"] == rate]
+        self.base = {r["run"]: r for r in self.rows if r["mode"] == "baseline"}
+
+    def of(self, mode):
+        return [r for r in self.rows if r["mode"] == mode]
+
+    def m(self, mode, key):
+        return med([r.get(key) for r in self.of(mode)])
+
+    def ratio(self, mode, key):
+        return med([r[key] / self.base[r["run"]][key] for r in self.of(mode)
+                    if r["run"] in self.base and self.base[r["run"]][key]])
+
+    def per_exchange(self, mode, key, scale):
+        return med([r[key] * scale / r["requests"] for r in self.of(mode)
+                    if r.get(key) is not None and r["requests"]])
+
+    def millicores(self, mode):
+        # millicores per 10k exchanges/s = CPU microseconds per exchange x 10
+        return self.per_exchange(mode, "cpu_seconds", 1e7)
+
+    def completeness(self, mode):
+        return med([r["captured"] / r["requests"] for r in self.of(mode)
+                    if r.get("captured") is not None and r["requests"] and mode.startswith("full")])
+
+    def row(self, mode):
+        rss = self.m(mode, "rss_kib")
+        return [mode, fmt(self.m(mode, "rps")), fmt(self.ratio(mode, "rps"), ".3f"),
+                fmt(self.m(mode, "p50_ms"), ".3f"), fmt(self.m(mode, "p99_ms"), ".3f"),
+                fmt(self.ratio(mode, "p99_ms"), ".2f"), fmt(self.millicores(mode), ".1f"),
+                fmt(self.per_exchange(mode, "bpf_ns", 1.0)),
+                fmt(rss and rss / 1024, ".1f"), fmt(self.m(mode, "drops")),
+                fmt(self.completeness(mode), ".4f"), str(len(self.of(mode)))]
+
+
+HEADER = ["mode", "req/s", "vs baseline", "p50 ms", "p99 ms", "p99 vs baseline",
+          "observer mcores per 10k/s", "BPF ns/exchange", "peak RSS MiB", "drops",
+          "completeness", "runs"]
+
+
+def table(rows):
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def points(runs):
+    seen = []
+    for r in runs:
+        p = (r["target"], r["kind"], r["rate"])
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+def targets_section(runs, meta):
+    lines = []
+    closed = Figures(runs, "nginx", "closed", None)
+    full, tcp = closed.ratio("full", "rps"), closed.ratio("tcpdump", "rps")
+    if full is not None:
+        verdict = "met" if full >= 0.90 else "NOT met"
+        stretch = " (stretch 95%: met)" if full >= 0.95 else " (stretch 95%: not met)"
+        done, drops = closed.completeness("full"), closed.m("full", "drops")
+        lines.append(f"- Full capture vs nginx closed loop: {full:.1%} of baseline req/s, target ≥ 90%: "
+                     f"**{verdict}**{stretch}. In these runs the profiler captured {fmt(done, '.1%')} of "
+                     f"the exchanges (median {fmt(drops)} ring-buffer drops): records it could not keep up "
+                     f"with were dropped, counted, and cost it no further work.")
+    if full is not None and tcp is not None:
+        lines.append(f"- Loss smaller than tcpdump's: full loses {1 - full:.1%}, tcpdump {1 - tcp:.1%}: "
+                     f"**{'met' if 1 - full < 1 - tcp else 'NOT met'}**.")
+    rate = meta["settings"]["soak_rate"]
+    fixed = Figures(runs, "nginx", "rate", rate)
+    bpf, mc = fixed.per_exchange("full", "bpf_ns", 1.0), fixed.millicores("full")
+    if bpf is not None:
+        floor = fixed.per_exchange("hooks-only", "bpf_ns", 1.0)
+        lines.append(f"- Kernel-side BPF time (nginx at {rate}/s, all hooks): {bpf:.0f} ns per exchange, "
+                     f"target ≤ 2000: **{'met' if bpf <= 2000 else 'NOT met'}**. This is every run of the "
+                     f"profiler's programs during the load, whichever process made the syscall, divided by "
+                     f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns.")
+    if mc is not None:
+        lines.append(f"- Userspace CPU (nginx at {rate}/s): {mc:.1f} millicores per 10k exchanges/s, "
+                     f"target ≤ 50: **{'met' if mc <= 50 else 'NOT met'}**.")
+    soak = {r["mode"]: r for r in runs if r["kind"] == "soak"}
+    if "full" in soak and "baseline" in soak:
+        f, b = soak["full"], soak["baseline"]
+        p99 = f["p99_ms"] / b["p99_ms"]
+        lines.append(
+            f"- {meta['settings']['soak_seconds']} s at {rate}/s (nginx): {f['drops']} ring-buffer drops, "
+            f"{f['captured']} exchanges captured of {f['requests']} completed, p99 {f['p99_ms']:.3f} ms vs "
+            f"{b['p99_ms']:.3f} ms baseline ({p99 - 1:+.1%}): zero drops **{'met' if f['drops'] == 0 else 'NOT met'}**, "
+            f"captured == completed **{'met' if f['captured'] == f['requests'] else 'NOT met'}**, "
+            f"p99 within 15% **{'met' if p99 <= 1.15 else 'NOT met'}**.")
+    rss = [r["rss_kib"] for r in runs if r["mode"] == "full" and r.get("rss_kib")]
+    if rss:
+        lines.append(f"- Peak RSS of the profiler over all full-capture runs: {max(rss) / 1024:.1f} MiB, "
+                     f"target ≤ 64 MiB: **{'met' if max(rss) <= 64 * 1024 else 'NOT met'}**.")
+    c = meta.get("conns")
+    if c:
+        after = c["rss_kib_after_round"]
+        growth = after[-1] - after[1] if len(after) > 1 else 0
+        bounded = c["evicted"] > 0 and growth <= 1024 and c["peak_rss_kib"] <= 64 * 1024
+        lines.append(
+            f"- {c['connections']} kept-alive connections, --max-connections {c['cap']}: RSS "
+            f"{', '.join(f'{a / 1024:.1f}' for a in after)} MiB after each of {c['rounds']} rounds "
+            f"(peak {c['peak_rss_kib'] / 1024:.1f} MiB), {c['evicted']} evictions counted, "
+            f"{c['captured']} of {c['requests']} exchanges captured: bounded **{'met' if bounded else 'NOT met'}**.")
+    return "\n".join(lines)
+
+
+def markdown(data):
+    meta, runs = data["meta"], data["runs"]
+    s = meta["settings"]
+    out = [f"Made by `{meta['command']}` at {meta['stamp']} (commit {meta['commit']}, kernel "
+           f"{meta['kernel']}, {meta['cpus']} CPUs, load average at start "
+           f"{meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', [float('nan')])[0]:.2f}; "
+           f"median load average during runs {med([r['loadavg'] for r in runs]):.2f}). "
+           f"{s['runs']} interleaved runs of {s['seconds']} s per point; ratios are taken within each run, "
+           f"then the median. Closed loop: wrk, 2 threads, {s['wrk_connections']} connections. Fixed rate: "
+           f"oha -q, {s['wrk_connections']} connections, latency corrected for coordinated omission, "
+           f"BPF run-time accounting on (kernel.bpf_stats_enabled=1). hooks-only: probes attached, only an "
+           f"idle process selected (--pid). full: the service's processes selected (--pid), JSON lines to a "
+           f"file on tmpfs. tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
+           f"utime+stime of the profiler or tcpdump from load start until it has caught up. "
+           f"Completeness: responses written whole / requests the load generator completed.", ""]
+    out += ["### Targets", "", targets_section(runs, meta), ""]
+    for target, kind, rate in points([r for r in runs if r["kind"] != "soak"]):
+        f = Figures(runs, target, kind, rate)
+        title = "closed loop (wrk)" if kind == "closed" else f"fixed rate {rate}/s (oha)"
+        out += [f"### {target}, {title}", "", table([f.row(m) for m in observers.COMPARE_MODES if f.of(m)]), ""]
+    soak = [r for r in runs if r["kind"] == "soak"]
+    if soak:
+        f = Figures(runs, "nginx", "soak", soak[0]["rate"])
+        out += [f"### nginx, {s['soak_seconds']} s at {soak[0]['rate']}/s (oha)", "",
+                table([f.row(m) for m in observers.COMPARE_MODES if f.of(m)]), ""]
+    return "\n".join(out)
+
+
+def plot(data, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in data["runs"] if r["target"] == "nginx" and r["kind"] == "rate"]
+    rates = sorted({r["rate"] for r in runs})
+    if not rates:
+        return False
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    closed = Figures(data["runs"], "nginx", "closed", None)
+    got = [Figures(runs, "nginx", "rate", q) for q in rates]
+    for mode in observers.MODES:
+        if not any(g.of(mode) for g in got):
+            continue
+        (line,) = a.plot(rates, [g.m(mode, "rps") for g in got], marker="o", label=mode)
+        b.plot(rates, [g.m(mode, "p99_ms") for g in got], marker="o", label=mode, color=line.get_color())
+        if closed.of(mode):
+            a.axhline(closed.m(mode, "rps"), linestyle=":", linewidth=1, color=line.get_color())
+    a.set(xlabel="offered rate (requests/s)", ylabel="achieved requests/s",
+          title="nginx throughput (dotted: closed-loop wrk)")
+    b.set(xlabel="offered rate (requests/s)", ylabel="p99 latency (ms)", title="nginx p99 latency")
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def write(raw_path):
+    raw_path = Path(raw_path)
+    data = json.loads(raw_path.read_text())
+    md = markdown(data)
+    md_path = raw_path.with_suffix(".md")
+    png_path = raw_path.with_suffix(".png")
+    has_plot = plot(data, png_path)
+    body = md + (f"\n![throughput and p99 vs rate]({png_path.name})\n" if has_plot else "")
+    md_path.write_text(f"# Benchmark {data['meta']['stamp']}\n\n" + body)
+    shutil.copy(md_path, HERE / "results" / "latest.md")
+    if has_plot:
+        shutil.copy(png_path, HERE / "results" / "latest.png")
+    text = README.read_text()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        readme_md = md.replace("### ", "#### ")
+        if has_plot:
+            readme_md += "\n![throughput and p99 vs rate](bench/results/latest.png)\n"
+        README.write_text(f"{head}{START}\n{readme_md}\n{END}{tail}")
+    print(f"bench: wrote {md_path} and {png_path if has_plot else 'no plot'}; README updated")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        write(sys.argv[1])
+    else:
+        newest = sorted((HERE / "results").glob("2*.json"))
+        if not newest:
+            sys.exit("bench: no results yet: run make bench")
+        write(newest[-1])

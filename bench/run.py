@@ -1,0 +1,161 @@
+"""make bench: interleaved runs of every mode against every target, closed loop and at
+fixed rates, then a 60 s run at a fixed rate and a many-connections memory check.
+Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
+
+Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
+(requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
+BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_CONNS (10000),
+BENCH_CONN_CAP (4096), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
+add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bpfstats
+import conns
+import loads
+import observers
+import report
+import targets
+
+HERE = Path(__file__).resolve().parent
+
+
+def env_list(name, default):
+    return [x for x in os.environ.get(name, default).split(",") if x]
+
+
+RUNS = int(os.environ.get("BENCH_RUNS", 5))
+SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
+RATES = [int(r) for r in env_list("BENCH_RATES", "5000,10000,20000,40000")]
+DEMO_RATES = [int(r) for r in env_list("BENCH_DEMO_RATES", "20000")]
+SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", 60))
+SOAK_RATE = int(os.environ.get("BENCH_SOAK_RATE", 20000))
+CONNS = int(os.environ.get("BENCH_CONNS", 10000))
+CONN_CAP = int(os.environ.get("BENCH_CONN_CAP", 4096))
+TARGETS = env_list("BENCH_TARGETS", "nginx,demo-server")
+MODES = env_list("BENCH_MODES", ",".join(observers.MODES))
+
+
+def settle(pid, timeout=60):
+    """Waits until an observer has caught up with what the load left (its CPU time stops
+    growing), so its cost is counted in full."""
+    last = observers.cpu_seconds(pid)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        now = observers.cpu_seconds(pid)
+        if now - last < 0.005:
+            return
+        last = now
+
+
+def measure(target, mode, workdir, idle_pid, load, bpf):
+    """One run of one mode under one load; returns its figures."""
+    obs = observers.start(mode, target, workdir, idle_pid)
+    loadavg = os.getloadavg()[0]
+    cpu0 = observers.cpu_seconds(obs.pid) if obs.pid else 0.0
+    profiler = isinstance(obs, observers.Profiler)
+    bpf0 = bpfstats.snapshot(obs.pid) if bpf and profiler else None
+    result = load()
+    if obs.pid:
+        settle(obs.pid)
+    cpu = observers.cpu_seconds(obs.pid) - cpu0 if obs.pid else None
+    bpf_runs = bpfstats.delta(bpf0, bpfstats.snapshot(obs.pid)) if bpf0 is not None else None
+    result.update(obs.finish())
+    result.update(target=target.name, mode=mode, loadavg=loadavg, cpu_seconds=cpu)
+    if bpf_runs is not None:
+        result["bpf_ns"] = sum(t for t, _ in bpf_runs.values())
+        result["bpf_runs"] = {k: v for k, v in bpf_runs.items() if v[1]}
+    return result
+
+
+def rotated(items, k):
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    raw_path = HERE / "results" / f"{stamp}.json"
+    meta = {
+        "stamp": stamp,
+        "command": os.environ.get("BENCH_COMMAND", "make bench"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True, cwd=HERE).stdout.strip(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "settings": {"runs": RUNS, "seconds": SECONDS, "rates": RATES, "demo_rates": DEMO_RATES,
+                     "soak_seconds": SOAK_SECONDS, "soak_rate": SOAK_RATE, "conns": CONNS,
+                     "conn_cap": CONN_CAP, "wrk_connections": loads.CONNECTIONS},
+        "loadavg_start": os.getloadavg(),
+    }
+    runs = []
+
+    def save():
+        raw_path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+
+    with tempfile.TemporaryDirectory(prefix="http-profiler-bench-", dir="/dev/shm") as tmp:
+        workdir = Path(tmp)
+        idle = subprocess.Popen(["sleep", "infinity"])
+        started = []
+        try:
+            for name in TARGETS:
+                started.append({"nginx": targets.nginx, "demo-server": targets.demo_server}[name](workdir))
+            total = RUNS * sum(len(MODES) * (1 + len(RATES if t.name == "nginx" else DEMO_RATES))
+                               for t in started)
+            n = 0
+            for run in range(RUNS):
+                for target in started:
+                    rates = RATES if target.name == "nginx" else DEMO_RATES
+                    points = [("closed", None)] + [("rate", r) for r in rates]
+                    for kind, rate in points:
+                        for mode in rotated(MODES, run):
+                            n += 1
+                            print(f"bench: [{n}/{total}] run {run + 1}: {target.name}, {mode}, "
+                                  f"{'closed loop' if rate is None else f'{rate}/s'}", flush=True)
+                            if rate is None:
+                                r = measure(target, mode, workdir, idle.pid,
+                                            lambda: loads.wrk(target.url, SECONDS), bpf=False)
+                            else:
+                                with bpfstats.StatsEnabled():
+                                    r = measure(target, mode, workdir, idle.pid,
+                                                lambda: loads.oha(target.url, rate, SECONDS), bpf=True)
+                            r.update(kind=kind, rate=rate, run=run)
+                            runs.append(r)
+                            save()
+            nginx = next((t for t in started if t.name == "nginx"), None)
+            if nginx and SOAK_SECONDS > 0:
+                for mode in [m for m in ("baseline", "full") if m in MODES]:
+                    print(f"bench: {SOAK_SECONDS} s at {SOAK_RATE}/s: nginx, {mode}", flush=True)
+                    with bpfstats.StatsEnabled():
+                        r = measure(nginx, mode, workdir, idle.pid,
+                                    lambda: loads.oha(nginx.url, SOAK_RATE, SOAK_SECONDS), bpf=True)
+                    r.update(kind="soak", rate=SOAK_RATE, run=0)
+                    runs.append(r)
+                    save()
+            if nginx and CONNS > 0:
+                print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP}", flush=True)
+                meta["conns"] = conns.check(nginx, workdir, CONNS, CONN_CAP)
+                save()
+        finally:
+            for t in started:
+                t.stop()
+            idle.kill()
+            idle.wait()
+    meta["loadavg_end"] = os.getloadavg()
+    save()
+    report.write(raw_path)
+
+
+if __name__ == "__main__":
+    main()
