@@ -20,9 +20,12 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    let mut args = env::args();
+    // The fix names this binary as it was called, as it is not on PATH.
+    let program = args.next().unwrap_or_else(|| "nix-fmt-check".to_owned());
     let mut write = false;
     let mut files = Vec::new();
-    for arg in env::args().skip(1) {
+    for arg in args {
         match arg.as_str() {
             "--write" => write = true,
             "-h" | "--help" => {
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
     } else if !differ.is_empty() {
         eprintln!(
             "nix-fmt-check: {} of {} files are not formatted as alejandra formats them; fix with \
-             `nix fmt`, `alejandra {}` or `nix-fmt-check --write {}`",
+             `nix fmt`, `alejandra {}` or `{program} --write {}`",
             differ.len(),
             files.len(),
             differ.join(" "),
