@@ -1,6 +1,6 @@
 # The appliance as a QEMU VM (config.system.build.vm): serial console in the terminal,
 # no disk image left behind, demo-server's port forwarded to the host.
-{ modulesPath, ... }: {
+{modulesPath, ...}: {
   imports = [
     "${modulesPath}/virtualisation/qemu-vm.nix"
     ./appliance.nix

@@ -1,10 +1,10 @@
 # The appliance: demo-server, http-profiler and traffic-gen start at boot, and the
 # profiler's readable view (--pretty) shows on the console.
-{ pkgs, ... }: {
+{pkgs, ...}: {
   services = {
     http-profiler = {
       enable = true;
-      extraArgs = [ "--port" "8080" "--pretty" ];
+      extraArgs = ["--port" "8080" "--pretty"];
       demoServer = {
         enable = true;
         # Reachable through the VM's forwarded port too.
@@ -34,10 +34,10 @@
 
   networking = {
     hostName = "appliance";
-    firewall.allowedTCPPorts = [ 8080 ];
+    firewall.allowedTCPPorts = [8080];
   };
 
-  environment.systemPackages = [ pkgs.jq pkgs.curl ];
+  environment.systemPackages = [pkgs.jq pkgs.curl];
 
   system.stateVersion = "26.05";
 }

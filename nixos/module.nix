@@ -2,13 +2,13 @@
 # server and a traffic generator to watch it work.
 # `utils` is NixOS's module argument from nixos/lib/utils.nix (escapeSystemdExecArgs quotes
 # arguments for Exec* lines, % and $ included).
-{ config
-, lib
-, pkgs
-, utils
-, ...
-}:
-let
+{
+  config,
+  lib,
+  pkgs,
+  utils,
+  ...
+}: let
   cfg = config.services.http-profiler;
   demo = cfg.demoServer;
   traffic = cfg.trafficGenerator;
@@ -67,8 +67,7 @@ let
     echo "http-profiler did not start capturing, or demo-server did not listen on port ${toString demo.port}, within 120 s: see journalctl -u http-profiler -u demo-server" >&2
     exit 1
   '';
-in
-{
+in {
   options.services.http-profiler = {
     enable = lib.mkEnableOption "http-profiler, which writes the host's plaintext HTTP/1.x traffic as JSON lines";
 
@@ -88,8 +87,8 @@ in
 
     extraArgs = lib.mkOption {
       type = lib.types.listOf lib.types.str;
-      default = [ ];
-      example = [ "--port" "8080" "--pretty" ];
+      default = [];
+      example = ["--port" "8080" "--pretty"];
       description = "Further command-line options (see `http-profiler --help`).";
     };
 
@@ -129,7 +128,7 @@ in
       };
       extraArgs = lib.mkOption {
         type = lib.types.listOf lib.types.str;
-        default = [ ];
+        default = [];
         description = "Further traffic-gen options (see `traffic-gen --help`).";
       };
     };
@@ -138,15 +137,15 @@ in
   config = lib.mkMerge [
     (lib.mkIf cfg.enable {
       # `http-profiler check FILE` on the command line, as the VM test uses it.
-      environment.systemPackages = [ cfg.package ];
+      environment.systemPackages = [cfg.package];
 
       systemd.services.http-profiler = {
         description = "http-profiler: plaintext HTTP/1.x traffic as JSON lines";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" "sys-kernel-tracing.mount" ];
-        after = [ "network-online.target" "sys-kernel-tracing.mount" ];
+        wantedBy = ["multi-user.target"];
+        wants = ["network-online.target" "sys-kernel-tracing.mount"];
+        after = ["network-online.target" "sys-kernel-tracing.mount"];
         serviceConfig = {
-          ExecStart = utils.escapeSystemdExecArgs ([ (lib.getExe cfg.package) "--output" cfg.outputPath ] ++ cfg.extraArgs);
+          ExecStart = utils.escapeSystemdExecArgs ([(lib.getExe cfg.package) "--output" cfg.outputPath] ++ cfg.extraArgs);
           DynamicUser = true;
           StateDirectory = "http-profiler";
           StateDirectoryMode = "0700";
@@ -166,10 +165,10 @@ in
     (lib.mkIf demo.enable {
       systemd.services.demo-server = {
         description = "demo-server: an HTTP service for http-profiler to watch";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "network.target" ];
+        wantedBy = ["multi-user.target"];
+        after = ["network.target"];
         serviceConfig = {
-          ExecStart = utils.escapeSystemdExecArgs [ (lib.getExe demo.package) "--listen" "${demo.address}:${toString demo.port}" ];
+          ExecStart = utils.escapeSystemdExecArgs [(lib.getExe demo.package) "--listen" "${demo.address}:${toString demo.port}"];
           DynamicUser = true;
           Restart = "on-failure";
         };
@@ -185,9 +184,9 @@ in
       ];
       systemd.services.traffic-gen = {
         description = "traffic-gen: requests to demo-server while http-profiler captures";
-        wantedBy = [ "multi-user.target" ];
-        requires = [ "demo-server.service" "http-profiler.service" ];
-        after = [ "demo-server.service" "http-profiler.service" ];
+        wantedBy = ["multi-user.target"];
+        requires = ["demo-server.service" "http-profiler.service"];
+        after = ["demo-server.service" "http-profiler.service"];
         serviceConfig = {
           # With a count it is a run that ends, and stays "active" after a clean run so a
           # test can wait for it; without one it runs until stopped.
@@ -198,7 +197,7 @@ in
           RemainAfterExit = traffic.count != null;
           # "+": the wait reads the system journal, which the dynamic user may not.
           ExecStartPre = "+${waitForProfiler}";
-          ExecStart = utils.escapeSystemdExecArgs ([ (lib.getExe traffic.package) ] ++ trafficArgs);
+          ExecStart = utils.escapeSystemdExecArgs ([(lib.getExe traffic.package)] ++ trafficArgs);
           DynamicUser = true;
         };
       };

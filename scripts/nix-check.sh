@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Nix files without nixpkgs (which cannot be fetched here): every .nix file
-# parses, nixpkgs-fmt leaves it as it is, deadnix finds nothing unused, and flake.lock
-# matches flake.nix. statix is not published on any registry these machines reach, so
+# parses, is formatted as alejandra formats it (scripts/nix-fmt-check), deadnix finds
+# nothing unused, and flake.lock matches flake.nix. statix is not published on any registry these machines reach, so
 # it runs in `nix flake check` (checks.<system>.nix-lint) instead.
 # Usage: nix-check.sh [DIR] (default: the repository root). Exits non-zero on the first
 # failing stage, and names it.
@@ -22,8 +22,11 @@ for f in "${files[@]}"; do
 done
 echo "nix-check: ${#files[@]} files parse"
 
-(cd "$dir" && nixpkgs-fmt --check "${files[@]}") || fail format "run: nixpkgs-fmt ${files[*]}"
-echo "nix-check: formatting clean (nixpkgs-fmt)"
+# Built by scripts/setup.sh (every make target runs it).
+fmt_check="$here/nix-fmt-check/target/release/nix-fmt-check"
+[ -x "$fmt_check" ] || fail format "$fmt_check is missing: run scripts/setup.sh (or make setup)"
+(cd "$dir" && "$fmt_check" "${files[@]}") || fail format "the files above are not formatted as alejandra formats them"
+echo "nix-check: formatting clean ($("$fmt_check" --version))"
 
 (cd "$dir" && deadnix --fail "${files[@]}") || fail deadnix "unused bindings above"
 echo "nix-check: deadnix clean"

@@ -109,17 +109,20 @@ if ! linker_ok; then
 fi
 
 # Nix file checks (make nix-check): nix-bin (above) parses .nix files and evaluates
-# flake.nix's inputs (nixpkgs itself cannot be had here); the formatter and linter come
-# from crates.io, pinned. statix is on no registry reachable here: `nix flake check` runs it.
-for tool in nixpkgs-fmt@1.3.0 deadnix@1.3.1; do
-    name=${tool%@*} version=${tool#*@}
-    # Read the whole answer first: with pipefail, `| grep -q` can fail on SIGPIPE.
-    have=$("$name" --version 2>/dev/null || true)
-    if [[ "$have" != *"$version"* ]]; then
-        log "installing $name $version (cargo install, a few minutes)"
-        cargo install --locked --force "$name" --version "$version"
-    fi
-done
+# flake.nix's inputs (nixpkgs itself cannot be had here); deadnix comes from crates.io,
+# pinned. statix is on no registry reachable here: `nix flake check` runs it.
+deadnix_version=1.3.1
+have=$(deadnix --version 2>/dev/null || true) # not `| grep -q`: SIGPIPE under pipefail
+if [[ "$have" != *"$deadnix_version"* ]]; then
+    log "installing deadnix $deadnix_version (cargo install, a few minutes)"
+    cargo install --locked --force deadnix --version "$deadnix_version"
+fi
+# The formatting check: alejandra's library in a small binary of our own (alejandra's
+# command-line tool is not installable from crates.io). cargo builds it once (under a
+# minute) and then only checks that it is up to date; scripts/nix-check.sh runs it there.
+fmt_check_dir=$(cd "$(dirname "$0")" && pwd)/nix-fmt-check
+cargo build --quiet --release --locked --manifest-path "$fmt_check_dir/Cargo.toml" \
+    --target-dir "$fmt_check_dir/target"
 
 # aya attaches tracepoints through tracefs, which is not mounted on every machine.
 if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then

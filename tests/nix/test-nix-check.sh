@@ -60,6 +60,14 @@ fresh_copy
 edit nixos/module.nix 's.replace("  cfg = config.services.http-profiler;", "      cfg   =   config.services.http-profiler;", 1)'
 expect "badly indented code" format
 
+# nixpkgs-fmt's style is not alejandra's: the check is alejandra's, not any formatter's.
+fresh_copy
+edit nixos/module.nix 's.replace("default = [];", "default = [ ];", 1)'
+expect "nixpkgs-fmt's spacing of an empty list" format
+# The fix the failure names puts the copy right again.
+(cd "$work/tree" && "$root/scripts/nix-fmt-check/target/release/nix-fmt-check" --write nixos/module.nix >/dev/null)
+expect "the same copy after nix-fmt-check --write" pass
+
 fresh_copy
 edit nixos/vm-test.nix 's.replace("  requests = 60;", "  requests = 60;\n  unused = 1;", 1)'
 expect "an unused let binding" deadnix
