@@ -231,24 +231,24 @@ impl Parser {
                     Missing::Omitted(reason) => message.body_omitted = Some(reason),
                 }
                 message.body_truncated = true;
-                message.wire_bytes += len;
+                message.wire_bytes = message.wire_bytes.saturating_add(len);
                 match body {
                     Body::Length(remaining) if *remaining > len => {
                         *remaining -= len;
-                        message.body_len += len;
+                        message.body_len = message.body_len.saturating_add(len);
                     }
                     Body::Length(remaining) => {
                         // The message ends inside the gap; past its end, if the gap runs
                         // on, where the next message starts is unknown.
                         let beyond = len - *remaining;
-                        message.wire_bytes -= beyond;
-                        message.body_len += *remaining;
+                        message.wire_bytes = message.wire_bytes.saturating_sub(beyond);
+                        message.body_len = message.body_len.saturating_add(*remaining);
                         self.finish_body(None, sink);
                         if beyond > 0 {
                             self.state = State::Head { synced: false };
                         }
                     }
-                    Body::UntilClose => message.body_len += len,
+                    Body::UntilClose => message.body_len = message.body_len.saturating_add(len),
                     Body::Chunked(_) => {
                         self.finish_body(Some(Incomplete::Gap), sink);
                         self.state = State::Head { synced: false };

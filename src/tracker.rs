@@ -171,20 +171,24 @@ impl Tracker {
             let mut sink = conn.pairing.sink(&mut found);
             let placed = dir.cursor.place(h.stream_pos, payload);
             if placed.gap > 0 {
-                self.stats.gap_bytes += placed.gap;
+                self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(placed.gap);
                 dir.parser.gap(placed.gap, Missing::Lost, &mut sink);
             }
             dir.parser.feed(placed.bytes, meta, &mut sink);
             let copied_end = h.syscall_offset as u64 + h.data_len as u64;
             if h.flags & FLAG_LAST_CHUNK != 0 && copied_end < h.syscall_bytes {
-                let syscall_end = h.stream_pos - h.syscall_offset as u64 + h.syscall_bytes;
+                // Positions come from the kernel: saturate rather than trust them not to wrap.
+                let syscall_end = h
+                    .stream_pos
+                    .saturating_sub(h.syscall_offset as u64)
+                    .saturating_add(h.syscall_bytes);
                 let hole = dir.cursor.advance_to(syscall_end);
                 let why = if h.flags & FLAG_OMITTED_SENDFILE != 0 {
                     Missing::Omitted("sendfile")
                 } else if h.flags & FLAG_OMITTED_SPLICE != 0 {
                     Missing::Omitted("splice")
                 } else {
-                    self.stats.gap_bytes += hole;
+                    self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(hole);
                     Missing::Lost
                 };
                 dir.parser.gap(hole, why, &mut sink);
@@ -226,7 +230,7 @@ impl Tracker {
             if dir.cursor.next_pos().is_some() {
                 let hole = dir.cursor.advance_to(end);
                 if hole > 0 {
-                    self.stats.gap_bytes += hole;
+                    self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(hole);
                     let mut found = Vec::new();
                     dir.parser
                         .gap(hole, Missing::Lost, &mut conn.pairing.sink(&mut found));

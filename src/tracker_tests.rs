@@ -167,3 +167,19 @@ fn a_full_table_evicts_the_least_recently_active_connection() {
     assert_eq!(t.connections(), 2);
     assert_eq!(t.stats.evicted, 1);
 }
+
+/// Found by fuzzing: a record whose stream position plus its syscall's size passes the end
+/// of u64 overflowed the arithmetic that finds the uncopied tail.
+#[test]
+fn positions_at_the_end_of_the_number_range_do_not_overflow() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1), REQ);
+    let mut h = header(DIRECTION_SEND, u64::MAX - 10, 4, 2);
+    h.syscall_bytes = 100;
+    let out = feed(&mut t, h, b"GET ");
+    assert!(out.is_empty());
+    assert!(t.stats.gap_bytes > u64::MAX / 2);
+    let mut out = Vec::new();
+    t.finish_all(&mut out);
+    assert!(out.iter().all(|e| e.paired.message.incomplete.is_some()));
+}
