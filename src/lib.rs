@@ -4,7 +4,8 @@
 //! `probes` (load and attach) -> `record` (decode ring-buffer records) -> `tracker`
 //! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
 //! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
-//! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines.
+//! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
+//! `procinfo` add wall-clock time and command lines.
 
 pub mod chunked;
 pub mod cli;
@@ -18,6 +19,8 @@ pub mod preflight;
 pub mod probes;
 pub mod procinfo;
 pub mod record;
+pub mod redact;
 pub mod seed;
+pub mod sink;
 pub mod stream;
 pub mod tracker;

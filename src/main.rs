@@ -11,15 +11,19 @@ use http_profiler::{
     clock::{WallClock, monotonic_ns},
     http::Limits,
     live::LiveView,
-    offsets, output, preflight,
+    offsets,
+    output::{self, Format},
+    preflight,
     probes::{Counters, Probes},
     procinfo::ProcessCache,
     record::{self, Record},
+    redact::Redactor,
     seed,
+    sink::Sink,
     tracker::{Emitted, Tracker},
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::io::unix::AsyncFd;
 
 /// A start-up problem the user must fix: exit status 2.
@@ -101,12 +105,11 @@ struct Pipeline {
     tracker: Tracker,
     procs: ProcessCache,
     clock: WallClock,
-    sink: output::Sink,
-    with_raw: bool,
+    sink: Sink,
+    format: Format,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     decode_errors: u64,
-    write_errors: u64,
 }
 
 impl Pipeline {
@@ -133,30 +136,32 @@ impl Pipeline {
 
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
-            let line = output::render(&e, &self.procs, &self.clock, self.with_raw);
+            let line = output::render(&e, &self.procs, &self.clock, &self.format);
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-            if let Err(err) = self.sink.write_line(&line) {
-                if self.write_errors == 0 {
-                    log::error!("cannot write to {}: {err}", self.sink.describe());
-                }
-                self.write_errors += 1;
-            }
+            self.sink.write_line(&line);
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     setup(preflight::check_privileges())?;
-    let sink = setup(output::Sink::open(&cli.output).with_context(|| {
+    let sink = setup(Sink::open(&cli.output).with_context(|| {
         format!(
             "cannot write to {}: choose a writable path with --output",
             cli.output.display()
         )
     }))?;
+    if cli.no_redact {
+        log::warn!(
+            "--no-redact: Authorization, Cookie and other credential headers are written as \
+             captured; keep {} private",
+            sink.describe()
+        );
+    }
     let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
     log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
     setup(preflight::ensure_tracefs())?;
@@ -186,7 +191,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         procs: ProcessCache::default(),
         clock: WallClock::now(),
         sink,
-        with_raw: !cli.no_raw_payload,
+        format: Format {
+            with_raw: !cli.no_raw_payload,
+            redact: if cli.no_redact {
+                Redactor::none()
+            } else {
+                Redactor::new(&cli.redact_headers)
+            },
+        },
         live: cli.pretty.then(|| {
             let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
                 Box::new(std::io::stderr())
@@ -197,13 +209,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }),
         emitted: Vec::new(),
         decode_errors: 0,
-        write_errors: 0,
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
     // AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
-    let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM])
+    let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
     if cli.quiet == 0 {
         eprintln!(
@@ -224,10 +235,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             _ = tick.tick() => {
                 pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
                 pipeline.write_emitted();
-                if let Err(e) = pipeline.sink.flush() && pipeline.write_errors == 0 {
-                    log::error!("cannot write to {}: {e}", pipeline.sink.describe());
-                    pipeline.write_errors += 1;
-                }
+                pipeline.sink.flush();
                 let now = probes.counters();
                 if now.dropped > last.dropped {
                     log::warn!(
@@ -238,7 +246,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 last = now;
             }
-            _ = signals.next() => break,
+            signal = signals.next() => {
+                if signal != Some(SIGHUP) {
+                    break;
+                }
+                // logrotate renamed the file (or wants it recreated): lines so far go to
+                // the old one, the next ones to a new one at the same path.
+                pipeline.write_emitted();
+                if let Err(e) = pipeline.sink.reopen() {
+                    log::error!(
+                        "cannot reopen {} on SIGHUP: {e}; still writing to the file open before",
+                        pipeline.sink.describe()
+                    );
+                }
+            }
         }
     }
     signals.handle().close();
@@ -248,7 +269,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     pipeline.drain(ring.get_mut(), &mut probes);
     pipeline.tracker.finish_all(&mut pipeline.emitted);
     pipeline.write_emitted();
-    let flushed = pipeline.sink.flush();
+    let flushed = pipeline.sink.finish();
     let c = probes.counters();
     if cli.quiet == 0 {
         let s = pipeline.tracker.stats;
@@ -256,8 +277,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
              {} connections left as not HTTP; {} connections evicted from a full table; \
-             {} decode errors; {} write errors",
-            pipeline.sink.lines,
+             {} decode errors; {} write failures, {} lines dropped by them",
+            pipeline.sink.lines(),
             pipeline.sink.describe(),
             c.records,
             c.dropped,
@@ -266,7 +287,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             s.ignored,
             s.evicted,
             pipeline.decode_errors,
-            pipeline.write_errors,
+            pipeline.sink.failures,
+            pipeline.sink.lost,
         );
     }
     flushed.map_err(|e| {

@@ -1,13 +1,6 @@
 //! JSON lines: one object per HTTP message, with the original Go profiler's field names.
 //! Every field is described in docs/fields.md.
 
-use std::{
-    fs::OpenOptions,
-    io::{self, BufWriter, Write},
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
-};
-
 use base64::Engine as _;
 use http_profiler_common::DIRECTION_SEND;
 use serde::Serialize;
@@ -17,8 +10,17 @@ use crate::{
     clock::{WallClock, rfc3339},
     http::StartLine,
     procinfo::ProcessCache,
+    redact::{REDACTED, Redactor},
     tracker::Emitted,
 };
+
+/// What goes into each line besides the message.
+#[derive(Clone, Debug)]
+pub struct Format {
+    /// Include `raw_payload`.
+    pub with_raw: bool,
+    pub redact: Redactor,
+}
 
 #[derive(Serialize)]
 struct RequestRef<'a> {
@@ -86,10 +88,15 @@ fn text_or_base64(bytes: &[u8]) -> (String, Option<&'static str>) {
 
 /// Header fields as an object; repeated fields are joined with ", " under the spelling
 /// first seen (RFC 9110 section 5.3).
-fn header_object(fields: &[(String, String)]) -> Map<String, Value> {
+fn header_object(fields: &[(String, String)], redact: &Redactor) -> Map<String, Value> {
     let mut map = Map::new();
     let mut spelled: Vec<(String, String)> = Vec::new();
     for (name, value) in fields {
+        let value = if redact.hides(name) {
+            REDACTED
+        } else {
+            value.as_str()
+        };
         let lower = name.to_ascii_lowercase();
         let key = match spelled.iter().find(|(l, _)| *l == lower) {
             Some((_, first)) => first.clone(),
@@ -100,11 +107,13 @@ fn header_object(fields: &[(String, String)]) -> Map<String, Value> {
         };
         match map.get_mut(&key) {
             Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
+                if !(value == REDACTED && existing == REDACTED) {
+                    existing.push_str(", ");
+                    existing.push_str(value);
+                }
             }
             _ => {
-                map.insert(key, Value::String(value.clone()));
+                map.insert(key, Value::String(value.to_string()));
             }
         }
     }
@@ -112,7 +121,7 @@ fn header_object(fields: &[(String, String)]) -> Map<String, Value> {
 }
 
 /// Renders one message as a JSON line (without the newline).
-pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bool) -> String {
+pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, format: &Format) -> String {
     let m = &e.paired.message;
     let proc = procs.get(m.first.tgid);
     let send = e.direction == DIRECTION_SEND;
@@ -131,8 +140,8 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         }
     };
     let (body, body_encoding) = text_or_base64(&m.body);
-    let (raw_payload, raw_payload_encoding) = if with_raw {
-        let (raw, enc) = text_or_base64(&m.raw);
+    let (raw_payload, raw_payload_encoding) = if format.with_raw {
+        let (raw, enc) = text_or_base64(&format.redact.raw(&m.raw));
         (Some(raw), enc)
     } else {
         (None, None)
@@ -154,8 +163,8 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
         url,
         status_code: status,
         reason,
-        headers: header_object(&m.headers),
-        trailers: header_object(&m.trailers),
+        headers: header_object(&m.headers, &format.redact),
+        trailers: header_object(&m.trailers, &format.redact),
         body,
         body_encoding,
         body_size: m.body_len,
@@ -176,56 +185,6 @@ pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bo
     serde_json::to_string(&line).expect("a JSON line of strings and numbers always serialises")
 }
 
-/// Where the lines go: a file (created 0600, appended to) or stdout.
-pub struct Sink {
-    out: BufWriter<Box<dyn Write + Send>>,
-    path: Option<PathBuf>,
-    pub lines: u64,
-}
-
-impl Sink {
-    pub fn open(path: &Path) -> io::Result<Self> {
-        if path == Path::new("-") {
-            return Ok(Self {
-                out: BufWriter::new(Box::new(io::stdout())),
-                path: None,
-                lines: 0,
-            });
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        // Captured traffic holds credentials: only the owner may read it.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        Ok(Self {
-            out: BufWriter::with_capacity(256 * 1024, Box::new(file)),
-            path: Some(path.to_path_buf()),
-            lines: 0,
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        self.path
-            .as_ref()
-            .map_or("standard output".to_string(), |p| p.display().to_string())
-    }
-
-    pub fn write_line(&mut self, line: &str) -> io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")?;
-        self.lines += 1;
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +196,7 @@ mod tests {
             ("X-Rep".to_string(), "1".to_string()),
             ("x-rep".to_string(), "2".to_string()),
         ];
-        let obj = header_object(&fields);
+        let obj = header_object(&fields, &Redactor::none());
         assert_eq!(obj["X-Rep"], "1, 2");
         assert_eq!(obj["Accept"], "a");
         assert_eq!(obj.len(), 2);
