@@ -7,7 +7,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 PROFILER := target/release/http-profiler
 PYTEST := python3 -m pytest
 
-.PHONY: all setup build lint unit integration test demo clean help
+.PHONY: all setup build lint unit integration test demo clean help fuzz audit soak
 
 all: build
 
@@ -16,6 +16,8 @@ help:
 	@echo "make test    lint, unit tests, privileged integration tests (as root)"
 	@echo "make build   build the profiler and its probes (target/release/http-profiler)"
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
+	@echo "make fuzz    run each fuzz target for FUZZ_SECONDS (default 60)"
+	@echo "make audit   check every Cargo.lock against the advisory database snapshot"
 
 setup:
 	@bash scripts/setup.sh
@@ -34,7 +36,36 @@ unit: setup
 integration: build
 	$(PYTEST) -v tests/integration
 
-test: lint unit integration
+test: lint unit audit fuzz integration
+
+# Fuzzing: each target of fuzz/ for FUZZ_SECONDS on the committed corpus (copied, so the
+# tree stays as it is); any panic, hang (-timeout) or memory blow-up (-rss_limit_mb)
+# fails. The crate is built without the probes (AYA_BUILD_SKIP) and without a sanitizer:
+# the code under test is safe Rust, and debug assertions catch overflow.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := pipeline parser
+FUZZ_BIN := fuzz/target/x86_64-unknown-linux-gnu/release
+fuzz: setup
+	AYA_BUILD_SKIP=1 cargo +nightly fuzz build --fuzz-dir fuzz -s none
+	@for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d) && cp fuzz/corpus/$$t/* $$work/ && \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s" && \
+		$(FUZZ_BIN)/$$t $$work -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+			-max_len=4096 -print_final_stats=1 -artifact_prefix=$$work/ 2>$$work/log; \
+		rc=$$?; grep -E "^stat::number_of_executed_units|^Done" $$work/log; \
+		if [ $$rc -ne 0 ]; then tail -n 60 $$work/log; echo "fuzz: $$t failed, input in $$work"; exit 1; fi; \
+		rm -rf $$work; \
+	done
+
+# Known vulnerabilities in every lock file, against the advisory database snapshot in
+# audit/advisory-db (scripts cannot reach GitHub; see audit/README.md to refresh it).
+# First a lock file with a known advisory must fail, so a pass means something.
+AUDIT := cargo audit --db audit/advisory-db --no-fetch --stale
+audit: setup
+	@if $(AUDIT) --file audit/vulnerable.Cargo.lock >/dev/null 2>&1; then \
+		echo "audit: the known-vulnerable lock file passed: the advisory database is not being read"; exit 1; fi
+	$(AUDIT) --file Cargo.lock
+	$(AUDIT) --file fuzz/Cargo.lock
 
 DURATION ?= 20
 export DURATION

@@ -73,6 +73,10 @@ impl Probes {
     /// Loads and attaches everything; returns the probes and the ring buffer to read.
     pub fn load(config: &ProbeConfig, ring_bytes: u32) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let object = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-profiler-probes"));
+        anyhow::ensure!(
+            !object.is_empty(),
+            "this binary was built with AYA_BUILD_SKIP=1 and holds no probes: rebuild it without AYA_BUILD_SKIP"
+        );
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", config, true)
             .map_max_entries("EVENTS", ring_bytes)
