@@ -424,7 +424,7 @@ impl Parser {
                     }
                 }
                 keep_raw(message, &bytes[..used], limits);
-                message.wire_bytes += used as u64;
+                message.wire_bytes = message.wire_bytes.saturating_add(used as u64);
                 if bad {
                     self.finish_body(Some(Incomplete::BadHead), sink);
                     self.state = State::Head { synced: false };
@@ -501,7 +501,7 @@ impl Parser {
 fn keep_body(message: &mut Message, bytes: &[u8], limits: Limits) {
     keep_body_decoded(message, bytes, limits);
     keep_raw(message, bytes, limits);
-    message.wire_bytes += bytes.len() as u64;
+    message.wire_bytes = message.wire_bytes.saturating_add(bytes.len() as u64);
 }
 
 fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
@@ -512,7 +512,7 @@ fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
     message
         .body
         .extend_from_slice(&bytes[..bytes.len().min(room)]);
-    message.body_len += bytes.len() as u64;
+    message.body_len = message.body_len.saturating_add(bytes.len() as u64);
 }
 
 fn keep_raw(message: &mut Message, bytes: &[u8], limits: Limits) {

@@ -359,3 +359,19 @@ fn a_body_sent_by_sendfile_is_counted_flagged_and_keeps_the_stream_in_sync() {
     assert_eq!(file.body_len, 2097152);
     assert_eq!(responses[1].request.as_ref().unwrap().url, "/next");
 }
+
+/// Found by fuzzing: a gap as large as the number range inside a body that runs to the
+/// close, then more body bytes, overflowed the message's size counters.
+#[test]
+fn sizes_saturate_after_a_gap_as_large_as_the_number_range() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET / HTTP/1.0\r\n\r\n");
+    c.resp(b"HTTP/1.0 200 OK\r\n\r\nab");
+    c.responses
+        .gap(u64::MAX, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp(b"cd");
+    c.close();
+    let m = c.messages()[1];
+    assert_eq!((m.wire_bytes, m.body_len), (u64::MAX, u64::MAX));
+    assert!(m.capture_gap && m.body_truncated);
+}
