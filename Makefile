@@ -18,6 +18,7 @@ help:
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
 	@echo "make fuzz    run each fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make audit   check every Cargo.lock against the advisory database snapshot"
+	@echo "make soak    10-minute soak: memory cap and no fd leak under load (SOAK_SECONDS)"
 
 setup:
 	@bash scripts/setup.sh
@@ -56,6 +57,11 @@ fuzz: setup
 		if [ $$rc -ne 0 ]; then tail -n 60 $$work/log; echo "fuzz: $$t failed, input in $$work"; exit 1; fi; \
 		rm -rf $$work; \
 	done
+
+# The long soak: the profiler under sustained demo traffic for 10 minutes, memory under
+# SOAK_RSS_MB (default 128) and no descriptor leak (make test runs it for 60 s).
+soak: build
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PYTEST) -v -s tests/integration/test_bounds.py -k soak
 
 # Known vulnerabilities in every lock file, against the advisory database snapshot in
 # audit/advisory-db (scripts cannot reach GitHub; see audit/README.md to refresh it).

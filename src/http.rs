@@ -413,8 +413,14 @@ impl Parser {
                             name,
                             value,
                         } => {
-                            message.trailers.push((name, value));
                             used += consumed;
+                            // As many trailer fields as header fields; an endless trailer
+                            // section is treated as the malformed framing it is.
+                            if message.trailers.len() >= MAX_HEADERS {
+                                bad = true;
+                            } else {
+                                message.trailers.push((name, value));
+                            }
                         }
                         ChunkedStep::End { consumed } => {
                             used += consumed;

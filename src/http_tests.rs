@@ -375,3 +375,19 @@ fn sizes_saturate_after_a_gap_as_large_as_the_number_range() {
     assert_eq!((m.wire_bytes, m.body_len), (u64::MAX, u64::MAX));
     assert!(m.capture_gap && m.body_truncated);
 }
+
+#[test]
+fn an_endless_trailer_section_is_cut_at_the_header_limit() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /t HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n");
+    for i in 0..10_000 {
+        c.resp(format!("X-T{i}: v\r\n").as_bytes());
+    }
+    let m = c.messages()[1];
+    assert_eq!(m.trailers.len(), MAX_HEADERS);
+    assert_eq!(m.incomplete, Some(Incomplete::BadHead));
+    assert_eq!(m.body, b"ok");
+    c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(status(c.messages().last().unwrap()), 204);
+}

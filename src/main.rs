@@ -277,7 +277,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
              {} connections left as not HTTP; {} connections evicted from a full table; \
-             {} decode errors; {} write failures, {} lines dropped by them",
+             {} requests dropped from full pairing queues; {} decode errors; {} write failures, {} lines dropped by them",
             pipeline.sink.lines(),
             pipeline.sink.describe(),
             c.records,
@@ -286,6 +286,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             c.not_http,
             s.ignored,
             s.evicted,
+            s.unpaired_dropped,
             pipeline.decode_errors,
             pipeline.sink.failures,
             pipeline.sink.lost,

@@ -81,6 +81,9 @@ pub struct TrackerStats {
     pub evicted: u64,
     /// Connections found not to be HTTP.
     pub ignored: u64,
+    /// Requests dropped from a connection's full queue of requests awaiting responses
+    /// (`pairing::MAX_PENDING`): the responses to them are written without `request`.
+    pub unpaired_dropped: u64,
 }
 
 struct Direction {
@@ -195,6 +198,7 @@ impl Tracker {
             }
         }
         conn.messages += found.len() as u64;
+        self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
         let not_http = conn.messages == 0
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES

@@ -183,3 +183,27 @@ fn positions_at_the_end_of_the_number_range_do_not_overflow() {
     t.finish_all(&mut out);
     assert!(out.iter().all(|e| e.paired.message.incomplete.is_some()));
 }
+
+#[test]
+fn requests_beyond_the_pending_queue_are_dropped_and_counted() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let n = crate::pairing::MAX_PENDING + 44;
+    let mut pos = 0;
+    for i in 0..n {
+        let req = format!("GET /q{i} HTTP/1.1\r\n\r\n");
+        feed(
+            &mut t,
+            header(DIRECTION_SEND, pos, req.len(), i as u64),
+            req.as_bytes(),
+        );
+        pos += req.len() as u64;
+    }
+    assert_eq!(t.stats.unpaired_dropped, 44);
+    // The oldest were dropped: the next response pairs with the oldest kept request.
+    let out = feed(
+        &mut t,
+        header(DIRECTION_RECV, 0, RESP.len(), 1_000_000),
+        RESP,
+    );
+    assert_eq!(out[0].paired.request.as_ref().unwrap().url, "/q44");
+}
