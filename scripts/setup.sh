@@ -123,6 +123,18 @@ fi
 fmt_check_dir=$(cd "$(dirname "$0")" && pwd)/nix-fmt-check
 cargo build --quiet --release --locked --manifest-path "$fmt_check_dir/Cargo.toml" \
     --target-dir "$fmt_check_dir/target"
+# Fuzzing (make fuzz) and the dependency audit (make audit). Built from crates.io; on a
+# 2-core machine cargo-fuzz takes about 3 minutes, cargo-audit considerably longer.
+CARGO_FUZZ_VERSION=0.13.2
+CARGO_AUDIT_VERSION=0.22.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install --locked --force cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+if ! cargo audit --version 2>/dev/null | grep -q "$CARGO_AUDIT_VERSION"; then
+    log "installing cargo-audit $CARGO_AUDIT_VERSION"
+    cargo install --locked --force cargo-audit --version "$CARGO_AUDIT_VERSION"
+fi
 
 # aya attaches tracepoints through tracefs, which is not mounted on every machine.
 if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then

@@ -10,7 +10,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 /// Runs as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE). No proxy, no code
 /// changes, no restarts: connections that were open before it started are seen too.
 /// Stop it with Ctrl-C or SIGTERM: messages in progress are written, flagged incomplete,
-/// and a summary goes to stderr. Fields: docs/fields.md.
+/// and a summary goes to stderr. SIGHUP reopens the output file. Credentials in headers
+/// are hidden unless --no-redact. Fields: docs/fields.md.
 #[derive(Debug, Parser)]
 #[command(
     name = "http-profiler",
@@ -24,7 +25,9 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// Where to write the JSON lines ("-" for standard output). The file is appended to
-    /// and created readable by its owner only: it holds whatever the traffic holds.
+    /// and readable by its owner only (a new one is created 0600, an existing one with
+    /// wider permissions is narrowed to its owner): it holds whatever the traffic holds.
+    /// SIGHUP reopens it (for logrotate).
     #[arg(short, long, env = "OUTPUT_PATH", default_value = "-")]
     pub output: PathBuf,
 
@@ -51,6 +54,21 @@ pub struct Cli {
     /// Leave `raw_payload` out of every line.
     #[arg(long)]
     pub no_raw_payload: bool,
+
+    /// Also hide the value of this header field (repeatable). Authorization,
+    /// Proxy-Authorization, Cookie and Set-Cookie are always hidden unless --no-redact:
+    /// their values become "[REDACTED]" in `headers`, `trailers` and `raw_payload`.
+    #[arg(
+        long = "redact-header",
+        value_name = "NAME",
+        conflicts_with = "no_redact"
+    )]
+    pub redact_headers: Vec<String>,
+
+    /// Write credentials as captured: no header value is hidden (a warning says so at
+    /// start-up).
+    #[arg(long)]
+    pub no_redact: bool,
 
     /// Size of the kernel ring buffer the probes write to: a power of two, at least
     /// 65536. A larger one absorbs longer bursts before records are dropped.

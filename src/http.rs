@@ -237,25 +237,25 @@ impl Parser {
                     Missing::Omitted(reason) => message.body_omitted = Some(reason),
                 }
                 message.body_truncated = true;
-                message.wire_bytes += len;
+                message.wire_bytes = message.wire_bytes.saturating_add(len);
                 match body {
                     Body::Length(remaining) if *remaining > len => {
                         *remaining -= len;
-                        message.body_len += len;
+                        message.body_len = message.body_len.saturating_add(len);
                     }
                     Body::Length(remaining) => {
                         // The message ends inside the gap; past its end, if the gap runs
                         // on, where the next message starts is unknown.
                         let beyond = len - *remaining;
-                        message.wire_bytes -= beyond;
-                        message.body_len += *remaining;
+                        message.wire_bytes = message.wire_bytes.saturating_sub(beyond);
+                        message.body_len = message.body_len.saturating_add(*remaining);
                         self.finish_body(None, sink);
                         if beyond > 0 {
                             self.state = State::Head { synced: false };
                             sink.records_lost();
                         }
                     }
-                    Body::UntilClose => message.body_len += len,
+                    Body::UntilClose => message.body_len = message.body_len.saturating_add(len),
                     Body::Chunked(_) => {
                         self.finish_body(Some(Incomplete::Gap), sink);
                         self.state = State::Head { synced: false };
@@ -429,8 +429,14 @@ impl Parser {
                             name,
                             value,
                         } => {
-                            message.trailers.push((name, value));
                             used += consumed;
+                            // As many trailer fields as header fields; an endless trailer
+                            // section is treated as the malformed framing it is.
+                            if message.trailers.len() >= MAX_HEADERS {
+                                bad = true;
+                            } else {
+                                message.trailers.push((name, value));
+                            }
                         }
                         ChunkedStep::End { consumed } => {
                             used += consumed;
@@ -440,7 +446,7 @@ impl Parser {
                     }
                 }
                 keep_raw(message, &bytes[..used], limits);
-                message.wire_bytes += used as u64;
+                message.wire_bytes = message.wire_bytes.saturating_add(used as u64);
                 if bad {
                     self.finish_body(Some(Incomplete::BadHead), sink);
                     self.state = State::Head { synced: false };
@@ -517,7 +523,7 @@ impl Parser {
 fn keep_body(message: &mut Message, bytes: &[u8], limits: Limits) {
     keep_body_decoded(message, bytes, limits);
     keep_raw(message, bytes, limits);
-    message.wire_bytes += bytes.len() as u64;
+    message.wire_bytes = message.wire_bytes.saturating_add(bytes.len() as u64);
 }
 
 fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
@@ -528,7 +534,7 @@ fn keep_body_decoded(message: &mut Message, bytes: &[u8], limits: Limits) {
     message
         .body
         .extend_from_slice(&bytes[..bytes.len().min(room)]);
-    message.body_len += bytes.len() as u64;
+    message.body_len = message.body_len.saturating_add(bytes.len() as u64);
 }
 
 fn keep_raw(message: &mut Message, bytes: &[u8], limits: Limits) {

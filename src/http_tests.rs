@@ -419,3 +419,35 @@ fn a_gap_inside_a_body_keeps_pairing_certain() {
     assert_eq!(paired_url(response), Some("/g"));
     assert!(!response.request_lost);
 }
+
+/// Found by fuzzing: a gap as large as the number range inside a body that runs to the
+/// close, then more body bytes, overflowed the message's size counters.
+#[test]
+fn sizes_saturate_after_a_gap_as_large_as_the_number_range() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET / HTTP/1.0\r\n\r\n");
+    c.resp(b"HTTP/1.0 200 OK\r\n\r\nab");
+    c.responses
+        .gap(u64::MAX, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp(b"cd");
+    c.close();
+    let m = c.messages()[1];
+    assert_eq!((m.wire_bytes, m.body_len), (u64::MAX, u64::MAX));
+    assert!(m.capture_gap && m.body_truncated);
+}
+
+#[test]
+fn an_endless_trailer_section_is_cut_at_the_header_limit() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /t HTTP/1.1\r\n\r\n");
+    c.resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n");
+    for i in 0..10_000 {
+        c.resp(format!("X-T{i}: v\r\n").as_bytes());
+    }
+    let m = c.messages()[1];
+    assert_eq!(m.trailers.len(), MAX_HEADERS);
+    assert_eq!(m.incomplete, Some(Incomplete::BadHead));
+    assert_eq!(m.body, b"ok");
+    c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(status(c.messages().last().unwrap()), 204);
+}

@@ -4,8 +4,9 @@
 //! `probes` (load and attach) -> `record` (decode ring-buffer records) -> `tracker`
 //! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
 //! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
-//! (JSON lines). `clock` and `procinfo` add wall-clock time and command lines. `check`
-//! verifies a capture of known traffic (`http-profiler check`).
+//! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
+//! `procinfo` add wall-clock time and command lines. `check` verifies a capture of known
+//! traffic (`http-profiler check`).
 
 pub mod check;
 pub mod chunked;
@@ -20,6 +21,8 @@ pub mod preflight;
 pub mod probes;
 pub mod procinfo;
 pub mod record;
+pub mod redact;
 pub mod seed;
+pub mod sink;
 pub mod stream;
 pub mod tracker;

@@ -12,15 +12,19 @@ use http_profiler::{
     clock::{WallClock, monotonic_ns},
     http::Limits,
     live::LiveView,
-    offsets, output, preflight,
+    offsets,
+    output::{self, Format},
+    preflight,
     probes::{Counters, Probes},
     procinfo::ProcessCache,
     record::{self, Record},
+    redact::Redactor,
     seed,
+    sink::Sink,
     tracker::{Emitted, Tracker},
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::io::unix::AsyncFd;
 
 /// A start-up problem the user must fix: exit status 2.
@@ -167,14 +171,13 @@ struct Pipeline {
     tracker: Tracker,
     procs: ProcessCache,
     clock: WallClock,
-    sink: output::Sink,
-    with_raw: bool,
+    sink: Sink,
+    format: Format,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     /// One line's JSON, reused from line to line.
     line: Vec<u8>,
     decode_errors: u64,
-    write_errors: u64,
 }
 
 impl Pipeline {
@@ -202,30 +205,32 @@ impl Pipeline {
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
             self.line.clear();
-            output::render_into(&mut self.line, &e, &self.procs, &self.clock, self.with_raw);
+            output::render_into(&mut self.line, &e, &self.procs, &self.clock, &self.format);
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-            if let Err(err) = self.sink.write_line(&self.line) {
-                if self.write_errors == 0 {
-                    log::error!("cannot write to {}: {err}", self.sink.describe());
-                }
-                self.write_errors += 1;
-            }
+            self.sink.write_line(&self.line);
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     setup(preflight::check_privileges())?;
-    let sink = setup(output::Sink::open(&cli.output).with_context(|| {
+    let sink = setup(Sink::open(&cli.output).with_context(|| {
         format!(
             "cannot write to {}: choose a writable path with --output",
             cli.output.display()
         )
     }))?;
+    if cli.no_redact {
+        log::warn!(
+            "--no-redact: Authorization, Cookie and other credential headers are written as \
+             captured; keep {} private",
+            sink.describe()
+        );
+    }
     let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
     log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
     preflight::release_freed_memory();
@@ -256,7 +261,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         procs: ProcessCache::default(),
         clock: WallClock::now(),
         sink,
-        with_raw: !cli.no_raw_payload,
+        format: Format {
+            with_raw: !cli.no_raw_payload,
+            redact: if cli.no_redact {
+                Redactor::none()
+            } else {
+                Redactor::new(&cli.redact_headers)
+            },
+        },
         live: cli.pretty.then(|| {
             let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
                 Box::new(std::io::stderr())
@@ -268,13 +280,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         emitted: Vec::new(),
         line: Vec::with_capacity(16 * 1024),
         decode_errors: 0,
-        write_errors: 0,
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
     // AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
-    let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM])
+    let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
     if cli.quiet == 0 {
         eprintln!(
@@ -303,10 +314,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 drains = 0;
                 pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
                 pipeline.write_emitted();
-                if let Err(e) = pipeline.sink.flush() && pipeline.write_errors == 0 {
-                    log::error!("cannot write to {}: {e}", pipeline.sink.describe());
-                    pipeline.write_errors += 1;
-                }
+                pipeline.sink.flush();
                 let now = probes.counters();
                 if now.dropped > last.dropped {
                     log::warn!(
@@ -317,7 +325,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 last = now;
             }
-            _ = signals.next() => break,
+            signal = signals.next() => {
+                if signal != Some(SIGHUP) {
+                    break;
+                }
+                // logrotate renamed the file (or wants it recreated): lines so far go to
+                // the old one, the next ones to a new one at the same path.
+                pipeline.write_emitted();
+                if let Err(e) = pipeline.sink.reopen() {
+                    log::error!(
+                        "cannot reopen {} on SIGHUP: {e}; still writing to the file open before",
+                        pipeline.sink.describe()
+                    );
+                }
+            }
         }
     }
     signals.handle().close();
@@ -327,7 +348,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     pipeline.drain(ring.get_mut(), &mut probes);
     pipeline.tracker.finish_all(&mut pipeline.emitted);
     pipeline.write_emitted();
-    let flushed = pipeline.sink.flush();
+    let flushed = pipeline.sink.finish();
     let c = probes.counters();
     if cli.quiet == 0 {
         let s = pipeline.tracker.stats;
@@ -335,8 +356,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
              {} connections left as not HTTP; {} connections evicted from a full table; \
-             {} decode errors; {} write errors",
-            pipeline.sink.lines,
+             {} requests dropped from full pairing queues; {} decode errors; {} write failures, {} lines dropped by them",
+            pipeline.sink.lines(),
             pipeline.sink.describe(),
             c.records,
             c.dropped,
@@ -344,8 +365,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             c.not_http,
             s.ignored,
             s.evicted,
+            s.unpaired_dropped,
             pipeline.decode_errors,
-            pipeline.write_errors,
+            pipeline.sink.failures,
+            pipeline.sink.lost,
         );
     }
     flushed.map_err(|e| {

@@ -1,21 +1,27 @@
 //! JSON lines: one object per HTTP message, with the original Go profiler's field names.
 //! Every field is described in docs/fields.md.
 
-use std::{
-    borrow::Cow,
-    fs::OpenOptions,
-    io::{self, BufWriter, Write},
-    net::IpAddr,
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
+use std::{borrow::Cow, net::IpAddr, time::SystemTime};
 
 use base64::Engine as _;
 use http_profiler_common::DIRECTION_SEND;
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use crate::{clock::WallClock, http::StartLine, procinfo::ProcessCache, tracker::Emitted};
+use crate::{
+    clock::WallClock,
+    http::StartLine,
+    procinfo::ProcessCache,
+    redact::{REDACTED, Redactor},
+    tracker::Emitted,
+};
+
+/// What goes into each line besides the message.
+#[derive(Clone, Debug)]
+pub struct Format {
+    /// Include `raw_payload`.
+    pub with_raw: bool,
+    pub redact: Redactor,
+}
 
 #[derive(Serialize)]
 struct RequestRef<'a> {
@@ -92,8 +98,9 @@ fn text_or_base64(bytes: &[u8]) -> (Cow<'_, str>, Option<&'static str>) {
 }
 
 /// Header fields as an object, keys in byte order; repeated fields are joined with ", "
-/// under the spelling first seen (RFC 9110 section 5.3).
-struct HeaderObject<'a>(&'a [(String, String)]);
+/// under the spelling first seen (RFC 9110 section 5.3). Credential fields the redactor
+/// names show `[REDACTED]`, once however often they were sent.
+struct HeaderObject<'a>(&'a [(String, String)], &'a Redactor);
 
 impl HeaderObject<'_> {
     fn is_empty(&self) -> bool {
@@ -117,6 +124,10 @@ impl Serialize for HeaderObject<'_> {
         let mut map = s.serialize_map(Some(first.len()))?;
         for i in first {
             let (name, value) = &fields[i];
+            if self.1.hides(name) {
+                map.serialize_entry(name, REDACTED)?;
+                continue;
+            }
             let mut same = fields[i + 1..]
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -137,9 +148,9 @@ impl Serialize for HeaderObject<'_> {
 }
 
 /// Renders one message as a JSON line (without the newline).
-pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, with_raw: bool) -> String {
+pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, format: &Format) -> String {
     let mut out = Vec::new();
-    render_into(&mut out, e, procs, clock, with_raw);
+    render_into(&mut out, e, procs, clock, format);
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
@@ -149,7 +160,7 @@ pub fn render_into(
     e: &Emitted,
     procs: &ProcessCache,
     clock: &WallClock,
-    with_raw: bool,
+    format: &Format,
 ) {
     let m = &e.paired.message;
     let proc = procs.get(m.first.tgid);
@@ -169,8 +180,10 @@ pub fn render_into(
         }
     };
     let (body, body_encoding) = text_or_base64(&m.body);
-    let (raw_payload, raw_payload_encoding) = if with_raw {
-        let (raw, enc) = text_or_base64(&m.raw);
+    let redacted_raw;
+    let (raw_payload, raw_payload_encoding) = if format.with_raw {
+        redacted_raw = format.redact.raw(&m.raw);
+        let (raw, enc) = text_or_base64(&redacted_raw);
         (Some(raw), enc)
     } else {
         (None, None)
@@ -192,8 +205,8 @@ pub fn render_into(
         url,
         status_code: status,
         reason,
-        headers: HeaderObject(&m.headers),
-        trailers: HeaderObject(&m.trailers),
+        headers: HeaderObject(&m.headers, &format.redact),
+        trailers: HeaderObject(&m.trailers, &format.redact),
         body,
         body_encoding,
         body_size: m.body_len,
@@ -216,56 +229,6 @@ pub fn render_into(
         .expect("a JSON line of strings and numbers always serialises into memory");
 }
 
-/// Where the lines go: a file (created 0600, appended to) or stdout.
-pub struct Sink {
-    out: BufWriter<Box<dyn Write + Send>>,
-    path: Option<PathBuf>,
-    pub lines: u64,
-}
-
-impl Sink {
-    pub fn open(path: &Path) -> io::Result<Self> {
-        if path == Path::new("-") {
-            return Ok(Self {
-                out: BufWriter::new(Box::new(io::stdout())),
-                path: None,
-                lines: 0,
-            });
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        // Captured traffic holds credentials: only the owner may read it.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        Ok(Self {
-            out: BufWriter::with_capacity(256 * 1024, Box::new(file)),
-            path: Some(path.to_path_buf()),
-            lines: 0,
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        self.path
-            .as_ref()
-            .map_or("standard output".to_string(), |p| p.display().to_string())
-    }
-
-    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")?;
-        self.lines += 1;
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,14 +240,14 @@ mod tests {
             ("X-Rep".to_string(), "1".to_string()),
             ("x-rep".to_string(), "2".to_string()),
         ];
-        let obj = serde_json::to_string(&HeaderObject(&fields)).unwrap();
+        let obj = serde_json::to_string(&HeaderObject(&fields, &Redactor::none())).unwrap();
         assert_eq!(obj, r#"{"Accept":"a","X-Rep":"1, 2"}"#);
         let reordered = vec![
             ("b".to_string(), "2".to_string()),
             ("A".to_string(), "1".to_string()),
         ];
         assert_eq!(
-            serde_json::to_string(&HeaderObject(&reordered)).unwrap(),
+            serde_json::to_string(&HeaderObject(&reordered, &Redactor::none())).unwrap(),
             r#"{"A":"1","b":"2"}"#
         );
     }

@@ -81,6 +81,9 @@ pub struct TrackerStats {
     pub evicted: u64,
     /// Connections found not to be HTTP.
     pub ignored: u64,
+    /// Requests dropped from a connection's full queue of requests awaiting responses
+    /// (`pairing::MAX_PENDING`): the responses to them are written without `request`.
+    pub unpaired_dropped: u64,
 }
 
 struct Direction {
@@ -179,26 +182,31 @@ impl Tracker {
             let dir = &mut conn.dirs[d];
             let placed = dir.cursor.place(h.stream_pos, payload);
             if placed.gap > 0 {
-                self.stats.gap_bytes += placed.gap;
+                self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(placed.gap);
                 dir.parser.gap(placed.gap, Missing::Lost, &mut sink);
             }
             dir.parser.feed(placed.bytes, meta, &mut sink);
             let copied_end = h.syscall_offset as u64 + h.data_len as u64;
             if h.flags & FLAG_LAST_CHUNK != 0 && copied_end < h.syscall_bytes {
-                let syscall_end = h.stream_pos - h.syscall_offset as u64 + h.syscall_bytes;
+                // Positions come from the kernel: saturate rather than trust them not to wrap.
+                let syscall_end = h
+                    .stream_pos
+                    .saturating_sub(h.syscall_offset as u64)
+                    .saturating_add(h.syscall_bytes);
                 let hole = dir.cursor.advance_to(syscall_end);
                 let why = if h.flags & FLAG_OMITTED_SENDFILE != 0 {
                     Missing::Omitted("sendfile")
                 } else if h.flags & FLAG_OMITTED_SPLICE != 0 {
                     Missing::Omitted("splice")
                 } else {
-                    self.stats.gap_bytes += hole;
+                    self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(hole);
                     Missing::Lost
                 };
                 dir.parser.gap(hole, why, &mut sink);
             }
         }
         conn.messages += found.len() as u64;
+        self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
         let not_http = conn.messages == 0
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
@@ -234,7 +242,7 @@ impl Tracker {
             if dir.cursor.next_pos().is_some() {
                 let hole = dir.cursor.advance_to(end);
                 if hole > 0 {
-                    self.stats.gap_bytes += hole;
+                    self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(hole);
                     let mut found = Vec::new();
                     dir.parser
                         .gap(hole, Missing::Lost, &mut conn.pairing.sink(&mut found));

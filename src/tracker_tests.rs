@@ -232,3 +232,43 @@ fn a_connection_first_seen_past_its_start_lost_its_first_records() {
     let out = feed(&mut t, header(DIRECTION_RECV, 0, RESP.len(), 2), RESP);
     assert!(out[0].paired.request.is_none() && !out[0].paired.request_lost);
 }
+
+/// Found by fuzzing: a record whose stream position plus its syscall's size passes the end
+/// of u64 overflowed the arithmetic that finds the uncopied tail.
+#[test]
+fn positions_at_the_end_of_the_number_range_do_not_overflow() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1), REQ);
+    let mut h = header(DIRECTION_SEND, u64::MAX - 10, 4, 2);
+    h.syscall_bytes = 100;
+    let out = feed(&mut t, h, b"GET ");
+    assert!(out.is_empty());
+    assert!(t.stats.gap_bytes > u64::MAX / 2);
+    let mut out = Vec::new();
+    t.finish_all(&mut out);
+    assert!(out.iter().all(|e| e.paired.message.incomplete.is_some()));
+}
+
+#[test]
+fn requests_beyond_the_pending_queue_are_dropped_and_counted() {
+    let mut t = Tracker::new(Limits::default(), 16);
+    let n = crate::pairing::MAX_PENDING + 44;
+    let mut pos = 0;
+    for i in 0..n {
+        let req = format!("GET /q{i} HTTP/1.1\r\n\r\n");
+        feed(
+            &mut t,
+            header(DIRECTION_SEND, pos, req.len(), i as u64),
+            req.as_bytes(),
+        );
+        pos += req.len() as u64;
+    }
+    assert_eq!(t.stats.unpaired_dropped, 44);
+    // The oldest were dropped: the next response pairs with the oldest kept request.
+    let out = feed(
+        &mut t,
+        header(DIRECTION_RECV, 0, RESP.len(), 1_000_000),
+        RESP,
+    );
+    assert_eq!(out[0].paired.request.as_ref().unwrap().url, "/q44");
+}

@@ -28,8 +28,8 @@ def pytest_sessionstart(session):
 class Profiler:
     """A running http-profiler writing to a file in a temporary directory."""
 
-    def __init__(self, tmp_path, *args, name="profiler"):
-        self.output = tmp_path / f"{name}.jsonl"
+    def __init__(self, tmp_path, *args, name="profiler", output=None):
+        self.output = output or tmp_path / f"{name}.jsonl"
         self.stderr_path = tmp_path / f"{name}.stderr"
         self.stderr = open(self.stderr_path, "w+")
         self.proc = subprocess.Popen(
@@ -79,8 +79,8 @@ class Profiler:
 def start_profiler(tmp_path):
     started = []
 
-    def start(*args):
-        p = Profiler(tmp_path, *args, name=f"profiler{len(started)}")
+    def start(*args, output=None):
+        p = Profiler(tmp_path, *args, name=f"profiler{len(started)}", output=output)
         started.append(p)
         return p
 

@@ -1,0 +1,186 @@
+//! The whole pure pipeline: records as the probes write them (arbitrary syscall boundaries,
+//! both directions, several connections, lost and uncopied bytes, repeats, closes, socket
+//! reuse, timeouts) through the connection table, stream cursors, parsers, pairing and
+//! JSON output.
+
+#![no_main]
+
+use http_profiler::{
+    clock::WallClock,
+    http::Limits,
+    procinfo::ProcessCache,
+    record::Record,
+    tracker::{Emitted, Tracker},
+};
+use http_profiler_common::{
+    CloseRecord, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE,
+    RecordKind,
+};
+use http_profiler_fuzz::{Input, check, limits};
+use libfuzzer_sys::fuzz_target;
+
+const SOCKS: usize = 4;
+
+struct Driver {
+    tracker: Tracker,
+    limits: Limits,
+    max_conns: usize,
+    pos: [[u64; 2]; SOCKS],
+    generation: [u32; SOCKS],
+    now: u64,
+    procs: ProcessCache,
+    clock: WallClock,
+    out: Vec<Emitted>,
+}
+
+impl Driver {
+    fn header(&self, sock: usize, dir: usize, pos: u64, len: usize) -> DataHeader {
+        DataHeader {
+            kind: RecordKind::Data as u32,
+            flags: FLAG_LAST_CHUNK,
+            tgid: 100 + sock as u32,
+            tid: 200,
+            fd: 3,
+            generation: self.generation[sock],
+            sock: 0x1000 + sock as u64,
+            timestamp_ns: self.now,
+            stream_pos: pos,
+            syscall_bytes: len as u64,
+            // The other direction's position as the probe would report it: where this
+            // driver has got to, so losses the driver makes show on both sides.
+            other_pos: self.pos[sock][1 - dir],
+            syscall_offset: 0,
+            data_len: len as u32,
+            direction: dir as u8,
+            _pad: 0,
+            family: if sock % 2 == 0 { 2 } else { 10 },
+            local_port: 8080,
+            remote_port: 40000 + sock as u16,
+            local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            remote_addr: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            comm: *b"fuzz\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn record(&mut self, record: &Record<'_>) {
+        self.tracker.on_record(record, &mut self.out);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        for e in self.out.drain(..) {
+            check(&e, self.limits, &self.procs, &self.clock);
+        }
+        assert!(self.tracker.connections() <= self.max_conns);
+    }
+
+    fn data(&mut self, sock: usize, dir: usize, bytes: &[u8]) {
+        let h = self.header(sock, dir, self.pos[sock][dir], bytes.len());
+        self.pos[sock][dir] = self.pos[sock][dir].saturating_add(bytes.len() as u64);
+        self.record(&Record::Data {
+            header: h,
+            payload: bytes,
+        });
+    }
+
+    /// One syscall copied in two records, the second cut short by `uncopied` bytes that
+    /// were lost, or sent by sendfile/splice.
+    fn split_syscall(&mut self, sock: usize, dir: usize, bytes: &[u8], uncopied: u64, why: u8) {
+        let start = self.pos[sock][dir];
+        let total = bytes.len() as u64 + uncopied;
+        let half = bytes.len() / 2;
+        let mut first = self.header(sock, dir, start, half);
+        first.flags = 0;
+        first.syscall_bytes = total;
+        self.record(&Record::Data {
+            header: first,
+            payload: &bytes[..half],
+        });
+        let mut second = self.header(sock, dir, start.saturating_add(half as u64), bytes.len() - half);
+        second.syscall_bytes = total;
+        second.syscall_offset = half as u32;
+        second.flags |= match why % 3 {
+            0 => 0,
+            1 => FLAG_OMITTED_SENDFILE,
+            _ => FLAG_OMITTED_SPLICE,
+        };
+        self.record(&Record::Data {
+            header: second,
+            payload: &bytes[half..],
+        });
+        self.pos[sock][dir] = start.saturating_add(total);
+    }
+
+    fn close(&mut self, sock: usize, extra: u64) {
+        let rec = CloseRecord {
+            kind: RecordKind::Close as u32,
+            _pad: 0,
+            tgid: 100,
+            tid: 200,
+            fd: 3,
+            generation: self.generation[sock],
+            sock: 0x1000 + sock as u64,
+            timestamp_ns: self.now,
+            send_end: self.pos[sock][0].saturating_add(extra),
+            recv_end: self.pos[sock][1].saturating_add(extra / 2),
+        };
+        self.record(&Record::Close(rec));
+        self.generation[sock] += 1;
+        self.pos[sock] = [0, 0];
+    }
+}
+
+fuzz_target!(|raw: &[u8]| {
+    let mut input = Input::new(raw);
+    let limits = limits(input.config);
+    let max_conns = [1, 2, 3, 64][(input.config >> 2) as usize & 3];
+    let mut d = Driver {
+        tracker: Tracker::new(limits, max_conns),
+        limits,
+        max_conns,
+        pos: [[0; 2]; SOCKS],
+        generation: [1; SOCKS],
+        now: 1_000_000,
+        procs: ProcessCache::default(),
+        clock: WallClock::from_offset(0),
+        out: Vec::new(),
+    };
+    while let Some(op) = input.next_op() {
+        let sock = (op.selector >> 1) as usize % SOCKS;
+        let dir = (op.selector & 1) as usize;
+        let len = op.len as usize;
+        d.now += 1_000;
+        match op.kind % 8 {
+            0 => {
+                let bytes = input.take(len);
+                d.data(sock, dir, bytes);
+            }
+            1 => {
+                let bytes = input.take(len & 0xff);
+                d.split_syscall(sock, dir, bytes, (len >> 8) as u64 * 97, op.selector >> 3);
+            }
+            // Records lost in the ring buffer: the stream jumps.
+            2 => d.pos[sock][dir] = d.pos[sock][dir].saturating_add(len as u64),
+            // Two threads racing on one socket: bytes seen again.
+            3 => d.pos[sock][dir] = d.pos[sock][dir].saturating_sub(len as u64),
+            4 => d.close(sock, len as u64 & 0xff),
+            // The socket object holds a new connection, its close never seen.
+            5 => {
+                d.generation[sock] += 1;
+                d.pos[sock] = [len as u64, len as u64 / 3];
+            }
+            6 => {
+                d.now += len as u64 * 10_000_000;
+                d.tracker
+                    .expire(d.now, 30_000_000_000, 300_000_000_000, &mut d.out);
+                d.drain();
+            }
+            // Positions far along the stream, up to where they would wrap.
+            _ => d.pos[sock][dir] = u64::MAX - len as u64,
+        }
+    }
+    let rest = input.rest();
+    d.data(0, 0, rest);
+    d.tracker.finish_all(&mut d.out);
+    d.drain();
+});

@@ -1,0 +1,98 @@
+"""Bounds: a full connection table evicts and counts; under sustained load memory stays
+under a cap and no descriptor leaks. SOAK_SECONDS (default 60) sets the soak's length,
+SOAK_RSS_MB (default 128) its memory cap; `make soak` runs it for 10 minutes."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import HERE, ROOT, keepalive_client, of_port
+from test_hostile import DrainServer
+
+BIN = ROOT / "target" / "release"
+
+
+def summary_number(stderr, what):
+    m = re.search(rf"(\d+) {what}", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+def test_a_full_connection_table_evicts_and_counts(start_profiler, echo_server):
+    _, echo_port = echo_server
+    drain = DrainServer(reply=True)
+    profiler = start_profiler("--port", str(drain.port), "--port", str(echo_port), "--max-connections", "50")
+    held = subprocess.Popen([sys.executable, str(HERE / "many_connections.py"), str(drain.port), "300"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert held.stdout.readline().strip() == "done"
+    client = keepalive_client(echo_port, "GET:/after-evictions")
+    client.communicate(timeout=30)
+    lines = profiler.stop()
+    held.stdin.close()
+    held.wait(timeout=30)
+    drain.close()
+    assert profiler.returncode == 0
+    # 300 connections seen from both ends, in a table of 50.
+    evicted = summary_number(profiler.stderr_path.read_text(), "connections evicted from a full table")
+    assert evicted >= 2 * 300 - 50, evicted
+    assert len([l for l in of_port(lines, echo_port) if l.get("url") == "/after-evictions"]) == 2
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_soak_memory_stays_capped_and_no_fd_leaks(start_profiler, tmp_path):
+    seconds = float(os.environ.get("SOAK_SECONDS", "60"))
+    cap_kib = int(os.environ.get("SOAK_RSS_MB", "128")) * 1024
+    server = subprocess.Popen([str(BIN / "demo-server"), "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)$", server.stderr.readline().strip()).group(1))
+        # /dev/null: the soak is about the profiler's memory and descriptors, not disk space.
+        profiler = start_profiler("--port", str(port), output=Path("/dev/null"))
+        pid = profiler.proc.pid
+        summary_path = tmp_path / "gen.json"
+        gen = subprocess.Popen(
+            [str(BIN / "traffic-gen"), "--target", f"http://127.0.0.1:{port}", "--rps", "800",
+             "--concurrency", "8", "--duration", str(seconds), "--large-bytes", "100000", "--json-summary", str(summary_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        samples = []
+        start = time.time()
+        while gen.poll() is None:
+            assert profiler.proc.poll() is None, profiler.stderr_path.read_text()
+            samples.append((time.time() - start, rss_kib(pid), fd_count(pid)))
+            time.sleep(2)
+        out, err = gen.communicate()
+        assert gen.returncode == 0, out + err
+        time.sleep(1)
+        samples.append((time.time() - start, rss_kib(pid), fd_count(pid)))
+        profiler.stop()
+        assert profiler.returncode == 0
+    finally:
+        server.terminate()
+        server.wait()
+    summary = json.loads(summary_path.read_text())
+    sent = summary.get("requests", summary.get("sent"))
+    print(f"soak: {seconds:.0f} s, traffic-gen summary {summary}")
+    print("soak samples (s, RSS KiB, fds):", samples)
+    assert sent and sent > seconds * 100, summary
+    peak = max(s[1] for s in samples)
+    assert peak < cap_kib, f"RSS peaked at {peak} KiB, over the {cap_kib} KiB cap"
+    # Descriptors: as many at the end as once the run had settled.
+    settled = samples[min(2, len(samples) - 1)][2]
+    assert samples[-1][2] <= settled, samples
+    # Memory: no steady growth over the second half of the run.
+    half = [s[1] for s in samples if s[0] >= seconds / 2]
+    assert half[-1] - half[0] < 32 * 1024, samples
