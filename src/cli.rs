@@ -39,7 +39,9 @@ pub struct Cli {
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
 
-    /// Capture only processes with this name (as in /proc/PID/comm, at most 15 bytes).
+    /// Capture only syscalls made by threads with this name (the thread's comm, as in
+    /// /proc/PID/task/TID/comm, at most 15 bytes). Worker threads may be named apart from
+    /// their process (tokio's are `tokio-runtime-w`): use --pid for those.
     #[arg(long)]
     pub comm: Option<String>,
 
