@@ -29,9 +29,15 @@ setup:
 build: setup
 	cargo build --release --locked
 
+# The fuzz crate and the Nix format checker are workspaces of their own: checked too.
+NIX_FMT_CHECK := scripts/nix-fmt-check
 lint: setup
 	cargo fmt --all --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
+	cargo fmt --manifest-path $(NIX_FMT_CHECK)/Cargo.toml --check
 	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --manifest-path $(NIX_FMT_CHECK)/Cargo.toml --target-dir $(NIX_FMT_CHECK)/target \
+		--all-targets --locked -- -D warnings
 
 unit: setup
 	cargo test --locked

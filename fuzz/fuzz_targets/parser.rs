@@ -56,7 +56,11 @@ fuzz_target!(|raw: &[u8]| {
                 } else {
                     Missing::Omitted("sendfile")
                 };
-                parsers[dir].gap(op.len as u64 * (1 + (op.selector >> 2) as u64), why, &mut sink);
+                parsers[dir].gap(
+                    op.len as u64 * (1 + (op.selector >> 2) as u64),
+                    why,
+                    &mut sink,
+                );
             }
             _ => {
                 let why = match op.selector >> 1 & 3 {

@@ -96,7 +96,12 @@ impl Driver {
             header: first,
             payload: &bytes[..half],
         });
-        let mut second = self.header(sock, dir, start.saturating_add(half as u64), bytes.len() - half);
+        let mut second = self.header(
+            sock,
+            dir,
+            start.saturating_add(half as u64),
+            bytes.len() - half,
+        );
         second.syscall_bytes = total;
         second.syscall_offset = half as u32;
         second.flags |= match why % 3 {

@@ -87,7 +87,10 @@ pub fn check(e: &Emitted, limits: Limits, procs: &ProcessCache, clock: &WallCloc
     let m = &e.paired.message;
     assert!(m.body.len() <= limits.max_body, "body over the cap");
     assert!(m.raw.len() <= limits.max_raw, "raw payload over the cap");
-    assert!(m.body.len() as u64 <= m.body_len, "kept more body than counted");
+    assert!(
+        m.body.len() as u64 <= m.body_len,
+        "kept more body than counted"
+    );
     let redact = Redactor::new(&["X-Api-Key"]);
     for format in [
         Format {
