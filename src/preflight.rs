@@ -33,8 +33,14 @@ pub fn check_privileges() -> anyhow::Result<()> {
 /// aya attaches tracepoints through tracefs; mount it where it is missing.
 pub fn ensure_tracefs() -> anyhow::Result<()> {
     let events = Path::new("/sys/kernel/tracing/events/syscalls");
-    if events.exists() {
-        return Ok(());
+    match events.try_exists() {
+        Ok(true) => return Ok(()),
+        // Mounted, but tracefs is root's (mode 0700): mounting again would not help.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot read tracefs at /sys/kernel/tracing ({e}): it is readable by root only; run \
+             as root, or grant CAP_DAC_READ_SEARCH along with CAP_BPF and CAP_PERFMON"
+        ),
+        _ => {}
     }
     let target = c"/sys/kernel/tracing";
     // SAFETY: constant NUL-terminated strings; mount() has no other preconditions.
