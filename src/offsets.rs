@@ -15,6 +15,11 @@ pub enum OffsetError {
          file for this kernel passed with --btf"
     )]
     NoBtf { path: String, source: btf_rs::Error },
+    #[error(
+        "{path} is not a BTF file this profiler can read ({source}); pass the running kernel's \
+         BTF with --btf (default /sys/kernel/btf/vmlinux, from CONFIG_DEBUG_INFO_BTF=y)"
+    )]
+    BadBtf { path: String, source: btf_rs::Error },
     #[error("the kernel's BTF has no {0}: this kernel's layout is not supported")]
     Missing(String),
     #[error("{0} is a bit field in this kernel: not supported")]
@@ -103,9 +108,20 @@ fn find_member(
 
 /// Every offset the probes use, from the BTF file at `path`.
 pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
-    let btf = Btf::from_file(path).map_err(|source| OffsetError::NoBtf {
-        path: path.display().to_string(),
-        source,
+    let btf = Btf::from_file(path).map_err(|source| {
+        let path_text = path.display().to_string();
+        // A file that is there but does not parse is a wrong --btf, not a kernel without BTF.
+        if path.is_file() {
+            OffsetError::BadBtf {
+                path: path_text,
+                source,
+            }
+        } else {
+            OffsetError::NoBtf {
+                path: path_text,
+                source,
+            }
+        }
     })?;
     let sk = |f: &str| field_offset(&btf, "sock", &["__sk_common", f]);
     // Kernels built without IPv6 have no v6 addresses; no IPv6 socket can exist there.
@@ -147,6 +163,18 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_is_no_btf_and_a_garbage_file_is_a_bad_one() {
+        let missing = Path::new("/nonexistent/vmlinux");
+        assert!(matches!(resolve(missing), Err(OffsetError::NoBtf { .. })));
+        let garbage = std::env::temp_dir().join(format!("not-btf-{}", std::process::id()));
+        std::fs::write(&garbage, b"this is not BTF").unwrap();
+        let err = resolve(&garbage).unwrap_err();
+        std::fs::remove_file(&garbage).unwrap();
+        assert!(matches!(err, OffsetError::BadBtf { .. }), "{err}");
+        assert!(err.to_string().contains("--btf"), "{err}");
+    }
 
     /// Reads the BTF of the kernel the tests run on: every machine this project supports
     /// has one, so a missing file is a failure, not a skip.
