@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,17 @@ def echo_server():
     yield proc.pid, port
     proc.terminate()
     proc.wait()
+
+
+@contextmanager
+def python_server(script):
+    """Runs a Python server `script` that prints its port first; yields (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc, int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def keepalive_client(port, *requests, wait_before=None):

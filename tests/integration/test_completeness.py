@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import HERE, ROOT, keepalive_client, of_port, of_url
+from conftest import HERE, ROOT, keepalive_client, of_port, of_url, python_server
 
 BIN = ROOT / "target" / "release"
 
@@ -131,15 +131,10 @@ s.serve_forever()
 
 
 def test_http10_body_that_runs_to_the_close(start_profiler):
-    server = subprocess.Popen([sys.executable, "-c", HTTP10_TO_CLOSE], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
+    with python_server(HTTP10_TO_CLOSE) as (_, port):
         profiler = start_profiler("--port", str(port))
         subprocess.run(["curl", "-sf", "-0", "-o", "/dev/null", f"http://127.0.0.1:{port}/ten"], check=True)
         lines = of_port(profiler.stop(), port)
-    finally:
-        server.terminate()
-        server.wait()
     expected = "".join(f"line {i} of a body framed by the close\n" for i in range(5))
     responses = [l for l in lines if "status_code" in l]
     assert len(lines) == 4 and len(responses) == 2
@@ -253,16 +248,11 @@ s.serve_forever()
 
 
 def test_socket_shared_with_a_forked_child(start_profiler):
-    server = subprocess.Popen([sys.executable, "-c", FORKING_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
+    with python_server(FORKING_SERVER) as (server, port):
         profiler = start_profiler("--port", str(port))
         subprocess.run(["curl", "-sf", "-o", "/dev/null", "-o", "/dev/null", f"http://127.0.0.1:{port}/f1",
                         f"http://127.0.0.1:{port}/f2"], check=True)
         lines = of_port(profiler.stop(), port)
-    finally:
-        server.terminate()
-        server.wait()
     assert len(lines) == 8
     assert_clean(lines)
     by = sides(lines)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import of_port
+from conftest import of_port, python_server
 
 IOVEC_CLIENT = r"""
 import os, socket, sys
@@ -124,16 +124,11 @@ s.serve_forever()
 
 
 def test_ipv6_and_ipv4_mapped_addresses_print_as_the_peer_sees_them(start_profiler):
-    server = subprocess.Popen([sys.executable, "-c", DUAL_STACK_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(server.stdout.readline())
+    with python_server(DUAL_STACK_SERVER) as (_, port):
         profiler = start_profiler("--port", str(port))
         subprocess.run(["curl", "-sf", "-o", "/dev/null", "-g", f"http://[::1]:{port}/six"], check=True)
         subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/four"], check=True)
         lines = of_port(profiler.stop(), port)
-    finally:
-        server.terminate()
-        server.wait()
     assert len(lines) == 8, lines
     for url, ip in (("/six", "::1"), ("/four", "127.0.0.1")):
         ex = [l for l in lines if url in (l.get("url"), (l.get("request") or {}).get("url"))]
