@@ -16,11 +16,15 @@ use crate::{
     tracker::Ignore,
 };
 
-/// Which tracepoints each program serves. `exit_data` copies for every data syscall.
 /// Tracepoints (comma-separated, e.g. `sys_enter_readv`) to treat as missing from this
 /// kernel: lets the tests check how a kernel without some of them is handled.
 const ASSUME_MISSING_ENV: &str = "HTTP_PROFILER_ASSUME_MISSING_TRACEPOINTS";
 
+/// Milliseconds to wait after each attachment: widens the time the hooks take to attach,
+/// so the tests can check that nothing is captured before all of them are in place.
+const ATTACH_DELAY_ENV: &str = "HTTP_PROFILER_ATTACH_DELAY_MS";
+
+/// Which tracepoints each program serves. `exit_data` copies for every data syscall.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
     (
         "exit_data",
@@ -102,10 +106,10 @@ impl Probes {
         tails
             .set(0, &copy_fd, 0)
             .context("registering the copy program for tail calls")?;
-        let mut missing = Vec::new();
-        let assumed_missing = std::env::var(ASSUME_MISSING_ENV).unwrap_or_default();
-        let assumed_missing: Vec<&str> = assumed_missing.split(',').map(str::trim).collect();
-        for (name, tracepoints) in ATTACHMENTS {
+        // Every program passes the verifier before the first one attaches, so the hooks
+        // go in within a few milliseconds of each other; the probes capture nothing
+        // until all of them are in (see `arm`).
+        for (name, _) in ATTACHMENTS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("the probe object has no program {name}"))?
@@ -114,6 +118,19 @@ impl Probes {
                 .load()
                 .map_err(|e| explain(anyhow!(e)))
                 .with_context(|| format!("the kernel rejected probe {name}"))?;
+        }
+        let mut missing = Vec::new();
+        let assumed_missing = std::env::var(ASSUME_MISSING_ENV).unwrap_or_default();
+        let assumed_missing: Vec<&str> = assumed_missing.split(',').map(str::trim).collect();
+        let attach_delay = std::env::var(ATTACH_DELAY_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis);
+        for (name, tracepoints) in ATTACHMENTS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the probe object has no program {name}"))?
+                .try_into()?;
             for tp in *tracepoints {
                 if assumed_missing.contains(tp)
                     || !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
@@ -127,6 +144,9 @@ impl Probes {
                     .attach("syscalls", tp)
                     .map_err(|e| explain(anyhow!(e)))
                     .with_context(|| format!("attaching {name} to syscalls:{tp}"))?;
+                if let Some(delay) = attach_delay {
+                    std::thread::sleep(delay);
+                }
             }
         }
         // The loader's copy of the kernel BTF is gone: return it before the ring buffer's
@@ -137,7 +157,7 @@ impl Probes {
         let ignored = HashMap::try_from(take(&mut ebpf, "IGNORED")?)?;
         let args = HashMap::try_from(take(&mut ebpf, "ARGS")?)?;
         let state = Array::try_from(take(&mut ebpf, "STATE")?)?;
-        let probes = Self {
+        let mut probes = Self {
             ebpf: Some(ebpf),
             counters,
             ignored,
@@ -145,7 +165,16 @@ impl Probes {
             state,
             missing,
         };
+        probes.arm()?;
         Ok((probes, ring))
+    }
+
+    /// Starts the capture, once every hook is attached: a stream seen through only some
+    /// of them would have holes that no stream position shows.
+    fn arm(&mut self) -> anyhow::Result<()> {
+        self.state
+            .set(state::ARMED, 1, 0)
+            .context("starting the capture (STATE map)")
     }
 
     /// Detaches every program (the maps stay readable).

@@ -119,9 +119,12 @@ def test_sigkill_leaves_no_program_attached_and_nothing_pinned(start_profiler):
     assert not [l for l in links if l.get("prog_id") in ids]
 
 
-def test_a_restart_during_traffic_loses_only_the_gap(start_profiler, echo_server):
+def test_a_restart_during_traffic_loses_only_the_gap(start_profiler, echo_server, monkeypatch):
     """A keep-alive client sends continuously across a restart: the second profiler picks
-    the connection up at the next message, and every exchange after that is whole."""
+    the connection up at the next message, and every exchange after that is whole.
+    The second one takes its time attaching its hooks (100 ms each): a capture that began
+    before the last hook was in would see requests without their responses and pair the
+    next response with the wrong request."""
     _, port = echo_server
     sock = socket.create_connection(("127.0.0.1", port))
     sent = []
@@ -148,6 +151,7 @@ def test_a_restart_during_traffic_loses_only_the_gap(start_profiler, echo_server
     first = start_profiler("--port", str(port))
     time.sleep(1)
     a = first.stop()
+    monkeypatch.setenv("HTTP_PROFILER_ATTACH_DELAY_MS", "100")
     second = start_profiler("--port", str(port))
     started = time.time()
     time.sleep(1.5)

@@ -268,7 +268,12 @@ pub mod state {
     /// Seeded `ARGS` entries not yet used or discarded; while non-zero, data syscall
     /// entries discard a seeded entry left by their thread.
     pub const SEEDS_LEFT: u32 = 0;
-    pub const COUNT: u32 = 1;
+    /// Non-zero once userspace has attached every hook. Until then no data syscall is
+    /// saved: with only some hooks attached, a connection's stream would have holes no
+    /// position reveals (a response read while the read hooks were still missing, then
+    /// the next one paired with the wrong request).
+    pub const ARMED: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Indexes of the per-CPU counters in the `COUNTERS` map.

@@ -103,6 +103,9 @@ fn save_args(
     kind: ArgKind,
     direction: u8,
 ) -> u32 {
+    if state_get(state::ARMED) == 0 {
+        return 0;
+    }
     let Some(conn) = conn::conn_for_data(sock) else {
         return 0;
     };
