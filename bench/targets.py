@@ -9,6 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# reuseport: each worker has its own listening socket and the kernel spreads the
+# connections over them by their addresses. Without it, whichever worker wakes first
+# accepts most of wrk's 50 connections, and the no-profiler baseline swung between 147k
+# and 344k requests/s from one run to the next on a 2-CPU machine (200k-214k with it).
 NGINX_CONF = """daemon off;
 worker_processes 2;
 pid {dir}/nginx.pid;
@@ -21,7 +25,7 @@ http {{
     keepalive_requests 10000000;
     keepalive_timeout 300s;
     server {{
-        listen 127.0.0.1:{port} backlog=16384;
+        listen 127.0.0.1:{port} backlog=16384 reuseport;
         location / {{ default_type text/plain; return 200 "hello from nginx\\n"; }}
     }}
 }}
