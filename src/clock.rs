@@ -45,7 +45,45 @@ impl WallClock {
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-25T18:00:01.123456789Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(t).to_string()
+    let mut buf = [0u8; RFC3339_LEN];
+    rfc3339_into(t, &mut buf).to_string()
+}
+
+/// Length of `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub const RFC3339_LEN: usize = 30;
+const SECONDS_PREFIX: usize = 19;
+
+thread_local! {
+    /// The date and time of day of the last second formatted: every message of a busy
+    /// second shares them, so only the nanoseconds are written per message.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; SECONDS_PREFIX])> =
+        const { std::cell::Cell::new((u64::MAX, [0; SECONDS_PREFIX])) };
+}
+
+/// Writes `t` as RFC 3339 (see `rfc3339`) into `buf` without allocating.
+pub fn rfc3339_into(t: SystemTime, buf: &mut [u8; RFC3339_LEN]) -> &str {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let prefix = LAST_SECOND.with(|last| {
+        let (cached, prefix) = last.get();
+        if cached == secs {
+            return prefix;
+        }
+        let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
+        let mut prefix = [0u8; SECONDS_PREFIX];
+        prefix.copy_from_slice(&whole.to_string().as_bytes()[..SECONDS_PREFIX]);
+        last.set((secs, prefix));
+        prefix
+    });
+    buf[..SECONDS_PREFIX].copy_from_slice(&prefix);
+    buf[SECONDS_PREFIX] = b'.';
+    let mut nanos = since.subsec_nanos();
+    for b in buf[SECONDS_PREFIX + 1..RFC3339_LEN - 1].iter_mut().rev() {
+        *b = b'0' + (nanos % 10) as u8;
+        nanos /= 10;
+    }
+    buf[RFC3339_LEN - 1] = b'Z';
+    std::str::from_utf8(buf).expect("digits and ASCII punctuation")
 }
 
 #[cfg(test)]
@@ -60,6 +98,26 @@ mod tests {
             .duration_since(wall)
             .unwrap_or_else(|e| e.duration());
         assert!(drift < Duration::from_secs(1), "drift {drift:?}");
+    }
+
+    #[test]
+    fn the_cached_second_formats_as_humantime_does() {
+        // Across second boundaries, backwards in time and at whole seconds.
+        for ns in [
+            1_700_000_000_999_999_999u64,
+            1_700_000_001_000_000_000,
+            1_700_000_001_000_000_001,
+            1_600_000_000_123_000_000,
+            1_700_000_001_500_000_000,
+            0,
+        ] {
+            let t = UNIX_EPOCH + Duration::from_nanos(ns);
+            assert_eq!(
+                rfc3339(t),
+                humantime::format_rfc3339_nanos(t).to_string(),
+                "{ns}"
+            );
+        }
     }
 
     #[test]

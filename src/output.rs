@@ -83,7 +83,8 @@ struct Line<'a> {
 
 /// RFC 3339 in UTC with nanoseconds, written straight into the line.
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_nanos(*t))
+    let mut buf = [0u8; crate::clock::RFC3339_LEN];
+    s.serialize_str(crate::clock::rfc3339_into(*t, &mut buf))
 }
 
 /// Text as is when it is UTF-8, else base64 with the encoding named.
@@ -119,10 +120,25 @@ impl HeaderObject<'_> {
 impl Serialize for HeaderObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let fields = self.0;
-        let mut first: Vec<usize> = (0..fields.len()).filter(|&i| !self.repeats(i)).collect();
-        first.sort_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
+        // The order of the fields to write, on the stack for all but huge heads.
+        let (mut stack, mut heap) = ([0usize; 32], Vec::new());
+        let unique = (0..fields.len()).filter(|&i| !self.repeats(i));
+        let first: &mut [usize] = if fields.len() <= stack.len() {
+            let mut n = 0;
+            for i in unique {
+                stack[n] = i;
+                n += 1;
+            }
+            &mut stack[..n]
+        } else {
+            heap.extend(unique);
+            &mut heap
+        };
+        // Unstable is enough: names that compare equal are the same name, and only the
+        // first of those is in `first`.
+        first.sort_unstable_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
         let mut map = s.serialize_map(Some(first.len()))?;
-        for i in first {
+        for &i in first.iter() {
             let (name, value) = &fields[i];
             if self.1.hides(name) {
                 map.serialize_entry(name, REDACTED)?;
@@ -250,6 +266,22 @@ mod tests {
             serde_json::to_string(&HeaderObject(&reordered, &Redactor::none())).unwrap(),
             r#"{"A":"1","b":"2"}"#
         );
+    }
+
+    #[test]
+    fn heads_beyond_the_stack_buffer_are_sorted_and_joined_too() {
+        let mut fields: Vec<(String, String)> = (0..40)
+            .rev()
+            .map(|i| (format!("h{i:02}"), i.to_string()))
+            .collect();
+        fields.push(("H05".to_string(), "again".to_string()));
+        let obj = serde_json::to_string(&HeaderObject(&fields, &Redactor::none())).unwrap();
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&obj).unwrap();
+        let keys: Vec<&String> = parsed.keys().collect();
+        assert_eq!(keys.len(), 40);
+        assert!(obj.starts_with(r#"{"h00":"0","h01":"1","#), "{obj}");
+        assert_eq!(parsed["h05"], "5, again");
     }
 
     #[test]

@@ -65,10 +65,7 @@ impl Redactor {
         let mut hiding = false;
         let mut start = 0;
         while start < raw.len() {
-            let end = raw[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(raw.len(), |i| start + i + 1);
+            let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i + 1);
             let line = &raw[start..end];
             let content_end = line.len()
                 - line
@@ -104,7 +101,7 @@ impl Redactor {
     /// Where the value of a redacted field starts in `line` (after the colon and one
     /// space, if any).
     fn value_start(&self, line: &[u8]) -> Option<usize> {
-        let colon = line.iter().position(|&b| b == b':')?;
+        let colon = memchr::memchr(b':', line)?;
         let name = std::str::from_utf8(&line[..colon]).ok()?;
         if !self.hides(name) {
             return None;
