@@ -5,13 +5,15 @@
 //! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
 //! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
 //! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
-//! `procinfo` add wall-clock time and command lines. `check` verifies a capture of known
+//! `procinfo` add wall-clock time and command lines; `courtesy` decides when reading the
+//! ring buffer gives the CPU back. `check` verifies a capture of known
 //! traffic (`http-profiler check`).
 
 pub mod check;
 pub mod chunked;
 pub mod cli;
 pub mod clock;
+pub mod courtesy;
 pub mod http;
 pub mod live;
 pub mod offsets;

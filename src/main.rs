@@ -10,6 +10,7 @@ use http_profiler::{
     check,
     cli::{CheckArgs, Cli, Command},
     clock::{WallClock, monotonic_ns},
+    courtesy::{self, Courtesy},
     http::Limits,
     live::LiveView,
     offsets,
@@ -178,11 +179,16 @@ struct Pipeline {
     /// One line's JSON, reused from line to line.
     line: Vec<u8>,
     decode_errors: u64,
+    courtesy: Courtesy,
 }
 
 impl Pipeline {
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) {
+        let (mut records, mut bytes) = (0u32, 0u64);
+        let started = std::time::Instant::now();
         while let Some(item) = ring.next() {
+            records = records.wrapping_add(1);
+            bytes += item.len() as u64;
             match record::decode(&item) {
                 Ok(rec) => {
                     if let Record::Data { header, .. } = &rec {
@@ -199,7 +205,15 @@ impl Pipeline {
             }
             drop(item);
             self.write_emitted();
+            if records.is_multiple_of(self.courtesy.every)
+                && self
+                    .courtesy
+                    .should_yield(records, bytes, started.elapsed())
+            {
+                courtesy::yield_cpu();
+            }
         }
+        self.courtesy.drained(bytes, started.elapsed());
     }
 
     fn write_emitted(&mut self) {
@@ -280,6 +294,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         emitted: Vec::new(),
         line: Vec::with_capacity(16 * 1024),
         decode_errors: 0,
+        courtesy: Courtesy::for_ring(cli.ring_buffer_bytes),
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
     // AsyncFd owns the RingBuf.

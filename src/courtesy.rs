@@ -1,0 +1,103 @@
+//! Giving the CPU back to the services being watched while reading the ring buffer.
+//!
+//! Records wait in the ring buffer, so the profiler needs throughput, not promptness,
+//! while a service waiting for a CPU the profiler holds shows it in its tail latency:
+//! draining a 10 ms batch in one go put nginx's p99 at 20k requests/s at twice its
+//! baseline. Yielding every few dozen records keeps each hold short. A profiler that is
+//! falling behind (a drain that reads much, or takes long) stops yielding until a drain
+//! finds little again: yielding then would starve it, and records would be dropped.
+
+use std::time::Duration;
+
+/// When a drain yields the CPU.
+#[derive(Clone, Copy, Debug)]
+pub struct Courtesy {
+    /// Records between two yields.
+    pub every: u32,
+    /// A drain that reads this many bytes, or lasts `behind_after`, is behind.
+    pub behind_bytes: u64,
+    pub behind_after: Duration,
+    /// The last drain ended behind: this one keeps the CPU from its start.
+    behind: bool,
+}
+
+impl Courtesy {
+    /// For a ring buffer of `ring_bytes`: behind once a thirty-second of it was waiting,
+    /// or once a drain takes as long as the 10 ms between two timed drains.
+    pub fn for_ring(ring_bytes: u32) -> Self {
+        Self {
+            every: 32,
+            behind_bytes: ring_bytes as u64 / 32,
+            behind_after: Duration::from_millis(10),
+            behind: false,
+        }
+    }
+
+    fn is_behind(&self, bytes: u64, elapsed: Duration) -> bool {
+        self.behind || bytes >= self.behind_bytes || elapsed >= self.behind_after
+    }
+
+    /// Whether to yield after the `records`-th record of a drain that has read `bytes`
+    /// in `elapsed`.
+    pub fn should_yield(&self, records: u32, bytes: u64, elapsed: Duration) -> bool {
+        records > 0 && records.is_multiple_of(self.every) && !self.is_behind(bytes, elapsed)
+    }
+
+    /// A drain ended: the next one starts behind if this one was, unless this one found
+    /// less than a quarter of the threshold (caught up).
+    pub fn drained(&mut self, bytes: u64, elapsed: Duration) {
+        self.behind = if bytes < self.behind_bytes / 4 {
+            false
+        } else {
+            self.is_behind(bytes, elapsed)
+        };
+    }
+}
+
+/// Gives up the CPU to any runnable thread; the profiler stays runnable.
+pub fn yield_cpu() {
+    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+    unsafe { libc::sched_yield() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn yields_every_so_many_records_while_the_backlog_is_small() {
+        let c = Courtesy::for_ring(16 << 20);
+        assert_eq!(c.behind_bytes, 512 << 10);
+        let yields: Vec<u32> = (0..=200).filter(|&r| c.should_yield(r, 4096, MS)).collect();
+        assert_eq!(yields, [32, 64, 96, 128, 160, 192]);
+    }
+
+    #[test]
+    fn keeps_the_cpu_when_a_drain_reads_much_or_takes_long() {
+        let c = Courtesy::for_ring(16 << 20);
+        assert!(c.should_yield(64, (512 << 10) - 1, MS));
+        assert!(!c.should_yield(64, 512 << 10, MS));
+        assert!(!c.should_yield(64, 4096, 10 * MS));
+    }
+
+    #[test]
+    fn stays_behind_across_drains_until_one_finds_little() {
+        let mut c = Courtesy::for_ring(16 << 20);
+        c.drained(600 << 10, 3 * MS);
+        assert!(
+            !c.should_yield(32, 0, Duration::ZERO),
+            "behind carries over"
+        );
+        c.drained(200 << 10, MS);
+        assert!(!c.should_yield(32, 0, Duration::ZERO), "not yet caught up");
+        c.drained(100 << 10, MS);
+        assert!(c.should_yield(32, 0, Duration::ZERO), "caught up");
+        c.drained(4096, 20 * MS);
+        assert!(
+            c.should_yield(32, 0, Duration::ZERO),
+            "little to read is never behind"
+        );
+    }
+}
