@@ -47,8 +47,12 @@ def oha(url, rate, seconds, connections=CONNECTIONS):
     r = json.loads(out)
     codes = r.get("statusCodeDistribution", {})
     ok = sum(n for code, n in codes.items() if code.startswith("2"))
-    errors = sum(r.get("errorDistribution", {}).values()) + sum(
+    error_kinds = r.get("errorDistribution", {})
+    errors = sum(error_kinds.values()) + sum(
         n for code, n in codes.items() if not code.startswith("2"))
+    # Requests in flight when the duration ends are cancelled and counted as errors,
+    # though the server may already have answered them.
+    aborted = sum(n for kind, n in error_kinds.items() if "deadline" in kind)
     pct = r["latencyPercentiles"]
     return {
         "requests": ok,
@@ -57,4 +61,5 @@ def oha(url, rate, seconds, connections=CONNECTIONS):
         "p50_ms": pct["p50"] * 1e3,
         "p99_ms": pct["p99"] * 1e3,
         "errors": errors,
+        "aborted_at_deadline": aborted,
     }
