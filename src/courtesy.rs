@@ -38,9 +38,14 @@ impl Courtesy {
     }
 
     /// Whether to yield after the `records`-th record of a drain that has read `bytes`
-    /// in `elapsed`.
-    pub fn should_yield(&self, records: u32, bytes: u64, elapsed: Duration) -> bool {
-        records > 0 && records.is_multiple_of(self.every) && !self.is_behind(bytes, elapsed)
+    /// so far; `elapsed` (the drain's duration) is asked only every `every` records.
+    pub fn should_yield(
+        &self,
+        records: u32,
+        bytes: u64,
+        elapsed: impl FnOnce() -> Duration,
+    ) -> bool {
+        records > 0 && records.is_multiple_of(self.every) && !self.is_behind(bytes, elapsed())
     }
 
     /// A drain ended: the next one starts behind if this one was, unless this one found
@@ -70,16 +75,18 @@ mod tests {
     fn yields_every_so_many_records_while_the_backlog_is_small() {
         let c = Courtesy::for_ring(16 << 20);
         assert_eq!(c.behind_bytes, 512 << 10);
-        let yields: Vec<u32> = (0..=200).filter(|&r| c.should_yield(r, 4096, MS)).collect();
+        let yields: Vec<u32> = (0..=200)
+            .filter(|&r| c.should_yield(r, 4096, || MS))
+            .collect();
         assert_eq!(yields, [32, 64, 96, 128, 160, 192]);
     }
 
     #[test]
     fn keeps_the_cpu_when_a_drain_reads_much_or_takes_long() {
         let c = Courtesy::for_ring(16 << 20);
-        assert!(c.should_yield(64, (512 << 10) - 1, MS));
-        assert!(!c.should_yield(64, 512 << 10, MS));
-        assert!(!c.should_yield(64, 4096, 10 * MS));
+        assert!(c.should_yield(64, (512 << 10) - 1, || MS));
+        assert!(!c.should_yield(64, 512 << 10, || MS));
+        assert!(!c.should_yield(64, 4096, || 10 * MS));
     }
 
     #[test]
@@ -87,16 +94,19 @@ mod tests {
         let mut c = Courtesy::for_ring(16 << 20);
         c.drained(600 << 10, 3 * MS);
         assert!(
-            !c.should_yield(32, 0, Duration::ZERO),
+            !c.should_yield(32, 0, || Duration::ZERO),
             "behind carries over"
         );
         c.drained(200 << 10, MS);
-        assert!(!c.should_yield(32, 0, Duration::ZERO), "not yet caught up");
+        assert!(
+            !c.should_yield(32, 0, || Duration::ZERO),
+            "not yet caught up"
+        );
         c.drained(100 << 10, MS);
-        assert!(c.should_yield(32, 0, Duration::ZERO), "caught up");
+        assert!(c.should_yield(32, 0, || Duration::ZERO), "caught up");
         c.drained(4096, 20 * MS);
         assert!(
-            c.should_yield(32, 0, Duration::ZERO),
+            c.should_yield(32, 0, || Duration::ZERO),
             "little to read is never behind"
         );
     }

@@ -205,10 +205,9 @@ impl Pipeline {
             }
             drop(item);
             self.write_emitted();
-            if records.is_multiple_of(self.courtesy.every)
-                && self
-                    .courtesy
-                    .should_yield(records, bytes, started.elapsed())
+            if self
+                .courtesy
+                .should_yield(records, bytes, || started.elapsed())
             {
                 courtesy::yield_cpu();
             }

@@ -91,13 +91,7 @@ impl Probes {
             .load(object)
             .map_err(|e| explain(anyhow!(e)))
             .context("loading the probes into the kernel")?;
-        let copy: &mut TracePoint = ebpf
-            .program_mut("copy_chunks")
-            .ok_or_else(|| anyhow!("the probe object has no program copy_chunks"))?
-            .try_into()?;
-        copy.load()
-            .map_err(|e| explain(anyhow!(e)))
-            .context("the kernel rejected probe copy_chunks")?;
+        let copy = verify(&mut ebpf, "copy_chunks")?;
         let copy_fd = copy.fd()?.try_clone()?;
         let mut tails = ProgramArray::try_from(
             ebpf.map_mut("TAIL_CALLS")
@@ -110,14 +104,7 @@ impl Probes {
         // go in within a few milliseconds of each other; the probes capture nothing
         // until all of them are in (see `arm`).
         for (name, _) in ATTACHMENTS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("the probe object has no program {name}"))?
-                .try_into()?;
-            program
-                .load()
-                .map_err(|e| explain(anyhow!(e)))
-                .with_context(|| format!("the kernel rejected probe {name}"))?;
+            verify(&mut ebpf, name)?;
         }
         let mut missing = Vec::new();
         let assumed_missing = std::env::var(ASSUME_MISSING_ENV).unwrap_or_default();
@@ -127,10 +114,7 @@ impl Probes {
             .and_then(|ms| ms.parse().ok())
             .map(std::time::Duration::from_millis);
         for (name, tracepoints) in ATTACHMENTS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("the probe object has no program {name}"))?
-                .try_into()?;
+            let program = tracepoint(&mut ebpf, name)?;
             for tp in *tracepoints {
                 if assumed_missing.contains(tp)
                     || !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
@@ -233,6 +217,24 @@ impl Probes {
             log::debug!("could not mark a connection as not HTTP: {e}");
         }
     }
+}
+
+/// The tracepoint program `name` of the probe object.
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the probe object has no program {name}"))?
+        .try_into()?)
+}
+
+/// Loads program `name` into the kernel, through its verifier.
+fn verify<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
+    let program = tracepoint(ebpf, name)?;
+    program
+        .load()
+        .map_err(|e| explain(anyhow!(e)))
+        .with_context(|| format!("the kernel rejected probe {name}"))?;
+    Ok(program)
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
