@@ -40,6 +40,16 @@ impl Conn {
         self.responses
             .feed(bytes, meta, &mut self.pairing.sink(&mut self.out));
     }
+    /// `n` request bytes missing, for reason `why`.
+    fn req_gap(&mut self, n: u64, why: Missing) {
+        self.requests
+            .gap(n, why, &mut self.pairing.sink(&mut self.out));
+    }
+    /// `n` response bytes missing, for reason `why`.
+    fn resp_gap(&mut self, n: u64, why: Missing) {
+        self.responses
+            .gap(n, why, &mut self.pairing.sink(&mut self.out));
+    }
     fn close(&mut self) {
         self.requests
             .end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
@@ -256,8 +266,7 @@ fn response_without_length_runs_to_close() {
 fn a_gap_inside_a_sized_body_keeps_framing() {
     let mut c = Conn::new(Limits::default());
     c.req(b"POST /g HTTP/1.1\r\nContent-Length: 10\r\n\r\nab");
-    c.requests
-        .gap(5, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.req_gap(5, Missing::Lost);
     c.req(b"cdeGET /next HTTP/1.1\r\n\r\n");
     let msgs = c.messages();
     assert_eq!(msgs.len(), 2);
@@ -272,8 +281,7 @@ fn a_gap_inside_a_chunked_body_flags_it_and_resyncs() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET /c HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
-    c.responses
-        .gap(100, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp_gap(100, Missing::Lost);
     c.resp(b"xyz\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
     assert_eq!(responses[0].message.incomplete, Some(Incomplete::Gap));
@@ -345,11 +353,7 @@ fn a_body_sent_by_sendfile_is_counted_flagged_and_keeps_the_stream_in_sync() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET /file HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 2097152\r\n\r\n");
-    c.responses.gap(
-        2097152,
-        Missing::Omitted("sendfile"),
-        &mut c.pairing.sink(&mut c.out),
-    );
+    c.resp_gap(2097152, Missing::Omitted("sendfile"));
     c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
     let responses: Vec<_> = c.out.iter().filter(|p| !p.message.is_request()).collect();
     assert_eq!(responses.len(), 2);
@@ -370,11 +374,9 @@ fn a_whole_exchange_lost_on_both_sides_costs_one_flagged_response() {
     c.req(b"GET /a HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
     // GET /x and its response are lost; each side learns of it with its next record.
-    c.requests
-        .gap(19, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.req_gap(19, Missing::Lost);
     c.req(b"GET /c HTTP/1.1\r\n\r\n");
-    c.responses
-        .gap(38, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp_gap(38, Missing::Lost);
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc");
     c.req(b"GET /d HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd");
@@ -394,8 +396,7 @@ fn after_a_loss_responses_are_flagged_until_one_request_waits_alone() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
     // The response to /a is lost whole: FIFO order would pair /b's response with /a.
-    c.responses
-        .gap(38, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp_gap(38, Missing::Lost);
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
     c.req(b"GET /c HTTP/1.1\r\n\r\n");
     c.resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc");
@@ -411,8 +412,7 @@ fn after_a_loss_responses_are_flagged_until_one_request_waits_alone() {
 fn a_gap_inside_a_body_keeps_pairing_certain() {
     let mut c = Conn::new(Limits::default());
     c.req(b"POST /g HTTP/1.1\r\nContent-Length: 10\r\n\r\nab");
-    c.requests
-        .gap(5, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.req_gap(5, Missing::Lost);
     c.req(b"cde");
     c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
     let response = c.out.last().unwrap();
@@ -427,8 +427,7 @@ fn sizes_saturate_after_a_gap_as_large_as_the_number_range() {
     let mut c = Conn::new(Limits::default());
     c.req(b"GET / HTTP/1.0\r\n\r\n");
     c.resp(b"HTTP/1.0 200 OK\r\n\r\nab");
-    c.responses
-        .gap(u64::MAX, Missing::Lost, &mut c.pairing.sink(&mut c.out));
+    c.resp_gap(u64::MAX, Missing::Lost);
     c.resp(b"cd");
     c.close();
     let m = c.messages()[1];

@@ -205,6 +205,15 @@ mod tests {
         room: Arc<Mutex<usize>>,
     }
 
+    impl Disk {
+        fn with_room(room: usize) -> Self {
+            Self {
+                data: Arc::default(),
+                room: Arc::new(Mutex::new(room)),
+            }
+        }
+    }
+
     impl Write for Disk {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             let mut room = self.room.lock().unwrap();
@@ -230,10 +239,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_keeps_lines_whole_and_resumes() {
-        let disk = Disk {
-            data: Arc::default(),
-            room: Arc::new(Mutex::new(10)),
-        };
+        let disk = Disk::with_room(10);
         let mut s = sink_on(&disk);
         s.write_line(b"{\"a\":1}");
         s.write_line(b"{\"b\":22}");
@@ -256,10 +262,7 @@ mod tests {
 
     #[test]
     fn lines_beyond_the_bound_are_dropped_and_counted() {
-        let disk = Disk {
-            data: Arc::default(),
-            room: Arc::new(Mutex::new(0)),
-        };
+        let disk = Disk::with_room(0);
         let mut s = sink_on(&disk);
         let line = "x".repeat(1024 * 1024 - 1);
         for _ in 0..20 {
