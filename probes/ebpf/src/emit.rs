@@ -7,15 +7,18 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user as probe_read_user_raw,
 };
 use http_profiler_common::{
-    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE,
-    FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS, OMITTED_SENDFILE, RecordKind,
-    SavedArgs, counter, looks_like_http,
+    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, DataRecord, FLAG_LAST_CHUNK,
+    FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
+    OMITTED_SENDFILE, RecordKind, SavedArgs, counter, looks_like_http,
 };
 
 use crate::{
     conn::{ConnClass, ConnState},
     kernel::config,
-    maps::{CHUNKS_PER_CALL, CONNS, COPY, EVENTS, SCRATCH, TAIL_CALLS, TAIL_COPY, count},
+    maps::{
+        CHUNKS_PER_CALL, CONNS, COPY, CopyState, EVENTS, PACK_BYTES, SCRATCH, TAIL_CALLS,
+        TAIL_COPY, count,
+    },
 };
 
 const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -208,7 +211,7 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
             } else {
                 FLAG_OMITTED_SPLICE
             };
-        output_chunk(rec, 0, 0);
+        output_record(rec, 0);
         return;
     }
     let Some(cur) = COPY.get_ptr_mut(0) else {
@@ -233,22 +236,27 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
     };
     cur.moved = moved;
     cur.pos = pos;
+    cur.fill = 0;
+    cur.record_start = 0;
     // SAFETY: ctx is this program's context; the slot holds copy_chunks (set by userspace).
     unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
     // Only reached when the tail call failed: nothing of this syscall was copied.
     count(counter::UNCOPIED_BYTES, moved);
 }
 
-/// Copies up to CHUNKS_PER_CALL records of the syscall described in COPY, then calls
+/// Copies up to CHUNKS_PER_CALL pieces of the syscall described in COPY, then calls
 /// itself for the rest. Each call is verified on its own, so the copy needs no loop long
 /// enough to exhaust the verifier, and a syscall can move up to
 /// CHUNKS_PER_CALL x 32 tail calls x CHUNK_BYTES.
+///
+/// Consecutive iovecs share a record while it holds less than PACK_BYTES: a writev of a
+/// response head and its body (nginx, most servers) costs one ring-buffer record, not two.
 #[inline(always)]
 pub fn copy_chunks(ctx: &TracePointContext) {
     let (Some(cur), Some(rec)) = (COPY.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
         return;
     };
-    // SAFETY: per-CPU values, ours for this program run.
+    // SAFETY: per-CPU values, ours for this program run and the tail calls it makes.
     let (cur, rec) = unsafe { (&mut *cur, &mut *rec) };
     let mut i = 0;
     while i < CHUNKS_PER_CALL {
@@ -268,26 +276,34 @@ pub fn copy_chunks(ctx: &TracePointContext) {
             cur.seg_base = base;
             cur.seg_left = len;
         }
+        if cur.fill >= PACK_BYTES {
+            flush(rec, cur, false);
+        }
+        let room = if cur.fill == 0 {
+            CHUNK_BYTES as u64
+        } else {
+            CHUNK_BYTES as u64 - PACK_BYTES
+        };
         let mut n = cur.seg_left;
         if n > cur.limit - cur.done {
             n = cur.limit - cur.done;
         }
-        if n > CHUNK_BYTES as u64 {
-            n = CHUNK_BYTES as u64;
+        if n > room {
+            n = room;
         }
-        let (base, done) = (cur.seg_base, cur.done);
+        let base = cur.seg_base;
         cur.seg_base += n;
         cur.seg_left -= n;
-        cur.done += n;
-        if n == 0 {
-            continue;
+        if read_piece(rec, cur.fill, base, n) {
+            cur.fill += n;
+            cur.done += n;
+        } else {
+            // The bytes gathered so far go out; the unreadable piece becomes a gap.
+            flush(rec, cur, false);
+            count(counter::DROPPED, 1);
+            cur.done += n;
+            cur.record_start = cur.done;
         }
-        let last = cur.done >= cur.limit || (cur.seg_left == 0 && cur.next_iov >= cur.iov_count);
-        rec.header.stream_pos = cur.pos + done;
-        rec.header.syscall_offset = done as u32;
-        rec.header.data_len = n as u32;
-        rec.header.flags = if last { FLAG_LAST_CHUNK } else { 0 };
-        output_chunk(rec, base, n);
     }
     let more = cur.done < cur.limit && (cur.seg_left > 0 || cur.next_iov < cur.iov_count);
     if more {
@@ -295,37 +311,65 @@ pub fn copy_chunks(ctx: &TracePointContext) {
         unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
         // The tail-call budget is spent: the rest is counted, not copied.
     }
+    flush(rec, cur, true);
     if cur.moved > cur.done {
         count(counter::UNCOPIED_BYTES, cur.moved - cur.done);
     }
 }
 
+/// Reads `n` user bytes from `src` into the record's payload at `fill`. The bounds are
+/// spelled out for the verifier, which cannot relate `fill` and `n`: a piece either
+/// starts an empty record (up to CHUNK_BYTES) or joins one holding less than PACK_BYTES
+/// (up to CHUNK_BYTES - PACK_BYTES).
 #[inline(always)]
-fn output_chunk(rec: &mut http_profiler_common::DataRecord, src: u64, n: u64) {
+fn read_piece(rec: &mut DataRecord, fill: u64, src: u64, n: u64) -> bool {
+    let n = n & (2 * CHUNK_BYTES as u64 - 1);
+    let (off, max) = if fill == 0 {
+        (0, CHUNK_BYTES as u64)
+    } else {
+        (fill & (PACK_BYTES - 1), CHUNK_BYTES as u64 - PACK_BYTES)
+    };
+    if n > max {
+        return false;
+    }
+    // SAFETY: off + n <= CHUNK_BYTES, the size of `rec.data`.
+    unsafe {
+        probe_read_user_raw(
+            rec.data.as_mut_ptr().add(off as usize).cast(),
+            n as u32,
+            src as *const core::ffi::c_void,
+        ) == 0
+    }
+}
+
+/// Sends the bytes gathered since `record_start` as one record; `end` marks the
+/// syscall's last record.
+#[inline(always)]
+fn flush(rec: &mut DataRecord, cur: &mut CopyState, end: bool) {
+    if cur.fill == 0 && !end {
+        return;
+    }
+    rec.header.stream_pos = cur.pos + cur.record_start;
+    rec.header.syscall_offset = cur.record_start as u32;
+    rec.header.data_len = cur.fill as u32;
+    rec.header.flags = if end { FLAG_LAST_CHUNK } else { 0 };
+    if cur.fill > 0 || cur.done < cur.moved {
+        output_record(rec, cur.fill);
+    }
+    cur.record_start = cur.done;
+    cur.fill = 0;
+}
+
+#[inline(always)]
+fn output_record(rec: &mut DataRecord, n: u64) {
     let n = n & (2 * CHUNK_BYTES as u64 - 1);
     if n > CHUNK_BYTES as u64 {
         return;
     }
-    // SAFETY: `n` is at most the size of `rec.data`.
-    let r = unsafe {
-        probe_read_user_raw(
-            rec.data.as_mut_ptr().cast(),
-            n as u32,
-            src as *const core::ffi::c_void,
-        )
-    };
-    if r != 0 {
-        count(counter::DROPPED, 1);
-        return;
-    }
     let len = core::mem::size_of::<DataHeader>() + n as usize;
     // SAFETY: the header and `n` payload bytes lie inside `rec`.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(
-            (rec as *const http_profiler_common::DataRecord).cast::<u8>(),
-            len,
-        )
-    };
+    let bytes =
+        unsafe { core::slice::from_raw_parts((rec as *const DataRecord).cast::<u8>(), len) };
     let urgent = rec.header.stream_pos == 0;
     match EVENTS.output::<[u8]>(bytes, wakeup(len as u64, urgent)) {
         Ok(()) => count(counter::RECORDS, 1),

@@ -45,9 +45,18 @@ pub struct CopyState {
     pub limit: u64,
     pub moved: u64,
     pub pos: u64,
+    /// Payload bytes gathered in SCRATCH for the record being built.
+    pub fill: u64,
+    /// Offset in the syscall's bytes of that record's first byte.
+    pub record_start: u64,
 }
 
-/// Records one `copy_chunks` run emits before it tail-calls itself.
+/// A record keeps taking the next iovec while it holds fewer bytes than this (a power of
+/// two, at most half of CHUNK_BYTES).
+pub const PACK_BYTES: u64 = 4096;
+
+/// Pieces (iovecs or CHUNK_BYTES slices of one) one `copy_chunks` run copies before it
+/// tail-calls itself.
 pub const CHUNKS_PER_CALL: u32 = 8;
 
 /// Slot of `copy_chunks` in TAIL_CALLS; userspace fills it after loading.
