@@ -3,6 +3,10 @@
 
 use std::ops::Range;
 
+#[cfg(test)]
+use crate::http::Field;
+use crate::http::Text;
+
 /// The longest chunk-size line or trailer line accepted (extensions included).
 const MAX_LINE: usize = 8 * 1024;
 
@@ -31,8 +35,8 @@ pub enum ChunkedStep {
     Framing { consumed: usize },
     Trailer {
         consumed: usize,
-        name: String,
-        value: String,
+        name: Text,
+        value: Text,
     },
     /// The last chunk and the trailer section ended.
     End { consumed: usize },
@@ -91,8 +95,8 @@ impl ChunkedDecoder {
                     match text.split_once(':') {
                         Some((name, value)) => ChunkedStep::Trailer {
                             consumed,
-                            name: name.trim().to_string(),
-                            value: value.trim().to_string(),
+                            name: name.trim().into(),
+                            value: value.trim().into(),
                         },
                         None => ChunkedStep::Invalid,
                     }
@@ -146,7 +150,7 @@ mod tests {
     use super::*;
 
     /// Decodes `input` fed in pieces of `piece` bytes; returns body, trailers, ended.
-    fn decode(input: &[u8], piece: usize) -> (Vec<u8>, Vec<(String, String)>, bool) {
+    fn decode(input: &[u8], piece: usize) -> (Vec<u8>, Vec<Field>, bool) {
         let mut d = ChunkedDecoder::default();
         let (mut body, mut trailers) = (Vec::new(), Vec::new());
         for part in input.chunks(piece) {

@@ -10,6 +10,14 @@ use std::mem::MaybeUninit;
 
 use crate::chunked::{ChunkedDecoder, ChunkedStep};
 
+/// Text taken from a message head (method, URL, reason, header names and values). Most
+/// are under 24 bytes and are then kept inline, without a heap allocation: a message
+/// used to cost a dozen allocations for its head alone.
+pub type Text = compact_str::CompactString;
+
+/// A header or trailer field: name and value.
+pub type Field = (Text, Text);
+
 /// Per-message memory bounds.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -41,8 +49,8 @@ pub struct ChunkMeta {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartLine {
-    Request { method: String, url: String },
-    Response { status: u16, reason: String },
+    Request { method: Text, url: Text },
+    Response { status: u16, reason: Text },
 }
 
 /// Why a message was written before it was complete.
@@ -78,8 +86,8 @@ pub struct Message {
     pub start: StartLine,
     /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
-    pub headers: Vec<(String, String)>,
-    pub trailers: Vec<(String, String)>,
+    pub headers: Vec<Field>,
+    pub trailers: Vec<Field>,
     /// Decoded body, at most `Limits::max_body` bytes.
     pub body: Vec<u8>,
     /// Decoded body bytes in all, kept or not.
@@ -484,7 +492,7 @@ impl Parser {
         &self,
         start: StartLine,
         version_minor: u8,
-        headers: Vec<(String, String)>,
+        headers: Vec<Field>,
         head: &[u8],
         capture_gap: bool,
     ) -> Message {
@@ -578,7 +586,7 @@ fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
 struct ParsedHead {
     start: StartLine,
     version_minor: u8,
-    headers: Vec<(String, String)>,
+    headers: Vec<Field>,
 }
 
 fn parse_head(head: &[u8]) -> Option<ParsedHead> {
@@ -593,7 +601,7 @@ fn parse_head(head: &[u8]) -> Option<ParsedHead> {
             Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
                 start: StartLine::Response {
                     status: res.code?,
-                    reason: res.reason.unwrap_or_default().to_string(),
+                    reason: res.reason.unwrap_or_default().into(),
                 },
                 version_minor: res.version?,
                 headers: collect_headers(res.headers),
@@ -605,8 +613,8 @@ fn parse_head(head: &[u8]) -> Option<ParsedHead> {
         match config.parse_request_with_uninit_headers(&mut req, head, &mut storage) {
             Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
                 start: StartLine::Request {
-                    method: req.method?.to_string(),
-                    url: req.path?.to_string(),
+                    method: req.method?.into(),
+                    url: req.path?.into(),
                 },
                 version_minor: req.version?,
                 headers: collect_headers(req.headers),
@@ -633,53 +641,47 @@ fn partial_start_line(head: &[u8]) -> Option<StartLine> {
         let status = b.parse().ok().filter(|s| (100..600).contains(s))?;
         Some(StartLine::Response {
             status,
-            reason: c.to_string(),
+            reason: c.into(),
         })
     } else if version(c) && starts_like_message(head) && !b.is_empty() {
         Some(StartLine::Request {
-            method: a.to_string(),
-            url: b.to_string(),
+            method: a.into(),
+            url: b.into(),
         })
     } else {
         None
     }
 }
 
-fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
     headers
         .iter()
         .take_while(|h| !h.name.is_empty())
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
+        .map(|h| (Text::from(h.name), Text::from_utf8_lossy(h.value)))
         .collect()
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> impl Iterator<Item = &'a str> {
-    let name = name.to_string();
+fn header<'a>(headers: &'a [Field], name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
-fn is_chunked(headers: &[(String, String)]) -> bool {
+fn is_chunked(headers: &[Field]) -> bool {
     header(headers, "transfer-encoding")
         .flat_map(|v| v.split(','))
         .last()
         .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
-fn content_length(headers: &[(String, String)]) -> Option<Result<u64, ()>> {
+fn content_length(headers: &[Field]) -> Option<Result<u64, ()>> {
     let v = header(headers, "content-length").next()?;
     Some(v.trim().parse::<u64>().map_err(|_| ()))
 }
 
 /// RFC 9112 section 6.3, for requests: chunked, else Content-Length, else no body.
-fn request_body(headers: &[(String, String)]) -> Body {
+fn request_body(headers: &[Field]) -> Body {
     if is_chunked(headers) {
         Body::Chunked(ChunkedDecoder::default())
     } else {
@@ -692,7 +694,7 @@ fn request_body(headers: &[(String, String)]) -> Body {
 }
 
 /// RFC 9112 section 6.3, for responses.
-fn response_body(status: u16, request_method: Option<&str>, headers: &[(String, String)]) -> Body {
+fn response_body(status: u16, request_method: Option<&str>, headers: &[Field]) -> Body {
     if (100..200).contains(&status)
         || status == 204
         || status == 304

@@ -139,10 +139,7 @@ fn chunked_body_with_extensions_and_trailers_is_decoded() {
         }
         let m = c.messages()[1];
         assert_eq!(m.body, b"Wikipedia", "piece {piece}");
-        assert_eq!(
-            m.trailers,
-            vec![("X-Trailer".to_string(), "yes".to_string())]
-        );
+        assert_eq!(m.trailers, vec![("X-Trailer".into(), "yes".into())]);
         assert_eq!(m.wire_bytes, wire.len() as u64);
         assert_eq!(m.incomplete, None);
     }

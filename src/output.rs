@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use crate::{
     clock::WallClock,
-    http::StartLine,
+    http::{Field, StartLine},
     procinfo::ProcessCache,
     redact::{REDACTED, Redactor},
     tracker::Emitted,
@@ -101,7 +101,7 @@ fn text_or_base64(bytes: &[u8]) -> (Cow<'_, str>, Option<&'static str>) {
 /// Header fields as an object, keys in byte order; repeated fields are joined with ", "
 /// under the spelling first seen (RFC 9110 section 5.3). Credential fields the redactor
 /// names show `[REDACTED]`, once however often they were sent.
-struct HeaderObject<'a>(&'a [(String, String)], &'a Redactor);
+struct HeaderObject<'a>(&'a [Field], &'a Redactor);
 
 impl HeaderObject<'_> {
     fn is_empty(&self) -> bool {
@@ -139,7 +139,7 @@ impl Serialize for HeaderObject<'_> {
         first.sort_unstable_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
         let mut map = s.serialize_map(Some(first.len()))?;
         for &i in first.iter() {
-            let (name, value) = &fields[i];
+            let (name, value) = (fields[i].0.as_str(), fields[i].1.as_str());
             if self.1.hides(name) {
                 map.serialize_entry(name, REDACTED)?;
                 continue;
@@ -151,7 +151,7 @@ impl Serialize for HeaderObject<'_> {
             if same.peek().is_none() {
                 map.serialize_entry(name, value)?;
             } else {
-                let mut joined = value.clone();
+                let mut joined = value.to_string();
                 for (_, v) in same {
                     joined.push_str(", ");
                     joined.push_str(v);
@@ -268,16 +268,13 @@ mod tests {
     #[test]
     fn repeated_headers_are_joined_under_the_first_spelling() {
         let fields = vec![
-            ("Accept".to_string(), "a".to_string()),
-            ("X-Rep".to_string(), "1".to_string()),
-            ("x-rep".to_string(), "2".to_string()),
+            ("Accept".into(), "a".into()),
+            ("X-Rep".into(), "1".into()),
+            ("x-rep".into(), "2".into()),
         ];
         let obj = serde_json::to_string(&HeaderObject(&fields, &Redactor::none())).unwrap();
         assert_eq!(obj, r#"{"Accept":"a","X-Rep":"1, 2"}"#);
-        let reordered = vec![
-            ("b".to_string(), "2".to_string()),
-            ("A".to_string(), "1".to_string()),
-        ];
+        let reordered = vec![("b".into(), "2".into()), ("A".into(), "1".into())];
         assert_eq!(
             serde_json::to_string(&HeaderObject(&reordered, &Redactor::none())).unwrap(),
             r#"{"A":"1","b":"2"}"#
@@ -286,11 +283,11 @@ mod tests {
 
     #[test]
     fn heads_beyond_the_stack_buffer_are_sorted_and_joined_too() {
-        let mut fields: Vec<(String, String)> = (0..40)
+        let mut fields: Vec<Field> = (0..40)
             .rev()
-            .map(|i| (format!("h{i:02}"), i.to_string()))
+            .map(|i| (format!("h{i:02}").into(), i.to_string().into()))
             .collect();
-        fields.push(("H05".to_string(), "again".to_string()));
+        fields.push(("H05".into(), "again".into()));
         let obj = serde_json::to_string(&HeaderObject(&fields, &Redactor::none())).unwrap();
         let parsed: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&obj).unwrap();
@@ -305,14 +302,15 @@ mod tests {
     #[test]
     fn lines_match_serde_json_byte_for_byte() {
         use crate::{
-            http::{ChunkMeta, Message},
+            http::{ChunkMeta, Message, Text},
             pairing::{Paired, PendingRequest},
             tracker::Endpoints,
         };
-        let all: String = (0u32..0x80)
+        let all: Text = (0u32..0x80)
             .filter_map(char::from_u32)
             .chain("é€😀\u{2028}\u{2029}\u{7f}\u{fffd}".chars())
-            .collect();
+            .collect::<String>()
+            .into();
         let root = std::env::temp_dir().join(format!("hp-output-{}", std::process::id()));
         std::fs::create_dir_all(root.join("7")).unwrap();
         std::fs::write(root.join("7/comm"), "a\"b\\c\n").unwrap();

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::http::{Message, MessageSink, StartLine};
+use crate::http::{Message, MessageSink, StartLine, Text};
 
 /// More requests than this waiting for responses means responses are not being seen;
 /// the oldest are dropped so memory stays bounded.
@@ -20,8 +20,8 @@ pub const MAX_PENDING: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingRequest {
-    pub method: String,
-    pub url: String,
+    pub method: Text,
+    pub url: Text,
     /// When the request's last byte was seen, once it was.
     pub end_ns: Option<u64>,
 }
@@ -72,8 +72,8 @@ impl MessageSink for PairingSink<'_> {
             self.pairing.evicted += 1;
         }
         pending.push_back(PendingRequest {
-            method: method.to_string(),
-            url: url.to_string(),
+            method: method.into(),
+            url: url.into(),
             end_ns: None,
         });
     }
@@ -91,7 +91,7 @@ impl MessageSink for PairingSink<'_> {
                     .pending
                     .iter_mut()
                     .rev()
-                    .find(|p| p.end_ns.is_none() && &p.method == method && &p.url == url)
+                    .find(|p| p.end_ns.is_none() && p.method == method && p.url == url)
                 {
                     p.end_ns = Some(message.last_timestamp_ns);
                 }
