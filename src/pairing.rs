@@ -84,7 +84,7 @@ impl MessageSink for PairingSink<'_> {
     }
 
     fn message(&mut self, message: Message) {
-        let paired = match &message.start {
+        let (request, request_lost) = match &message.start {
             StartLine::Request { method, url } => {
                 if let Some(p) = self
                     .pairing
@@ -95,44 +95,31 @@ impl MessageSink for PairingSink<'_> {
                 {
                     p.end_ns = Some(message.last_timestamp_ns);
                 }
-                Paired {
-                    message,
-                    request: None,
-                    latency_ns: None,
-                    request_lost: false,
-                }
+                (None, false)
             }
             StartLine::Response { .. } if self.pairing.unsure && !self.resynced(&message) => {
                 // Keep the queue bounded while pipelined traffic stays ambiguous.
                 if self.pairing.pending.len() > 1 {
                     self.pairing.pending.pop_front();
                 }
-                Paired {
-                    message,
-                    request: None,
-                    latency_ns: None,
-                    request_lost: true,
-                }
+                (None, true)
             }
-            StartLine::Response { status, .. } => {
-                let request = if (100..200).contains(status) && *status != 101 {
-                    self.pairing.pending.front().cloned()
-                } else {
-                    self.pairing.pending.pop_front()
-                };
-                let latency_ns = request
-                    .as_ref()
-                    .and_then(|r| r.end_ns)
-                    .map(|end| message.first.timestamp_ns.saturating_sub(end));
-                Paired {
-                    message,
-                    request,
-                    latency_ns,
-                    request_lost: false,
-                }
+            // An interim response (1xx but 101) leaves its request waiting for the final one.
+            StartLine::Response { status, .. } if (100..200).contains(status) && *status != 101 => {
+                (self.pairing.pending.front().cloned(), false)
             }
+            StartLine::Response { .. } => (self.pairing.pending.pop_front(), false),
         };
-        self.out.push(paired);
+        let latency_ns = request
+            .as_ref()
+            .and_then(|r| r.end_ns)
+            .map(|end| message.first.timestamp_ns.saturating_sub(end));
+        self.out.push(Paired {
+            message,
+            request,
+            latency_ns,
+            request_lost,
+        });
     }
 }
 
