@@ -3,8 +3,6 @@
 
 use std::ops::Range;
 
-#[cfg(test)]
-use crate::http::Field;
 use crate::http::Text;
 
 /// The longest chunk-size line or trailer line accepted (extensions included).
@@ -148,6 +146,7 @@ fn parse_size(line: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Field;
 
     /// Decodes `input` fed in pieces of `piece` bytes; returns body, trailers, ended.
     fn decode(input: &[u8], piece: usize) -> (Vec<u8>, Vec<Field>, bool) {

@@ -279,11 +279,7 @@ pub fn copy_chunks(ctx: &TracePointContext) {
         if cur.fill >= PACK_BYTES {
             flush(rec, cur, false);
         }
-        let room = if cur.fill == 0 {
-            CHUNK_BYTES as u64
-        } else {
-            CHUNK_BYTES as u64 - PACK_BYTES
-        };
+        let room = room(cur.fill);
         let mut n = cur.seg_left;
         if n > cur.limit - cur.done {
             n = cur.limit - cur.done;
@@ -317,19 +313,29 @@ pub fn copy_chunks(ctx: &TracePointContext) {
     }
 }
 
-/// Reads `n` user bytes from `src` into the record's payload at `fill`. The bounds are
-/// spelled out for the verifier, which cannot relate `fill` and `n`: a piece either
+/// The most bytes the next piece may add to a record holding `fill`: a piece either
 /// starts an empty record (up to CHUNK_BYTES) or joins one holding less than PACK_BYTES
-/// (up to CHUNK_BYTES - PACK_BYTES).
+/// (up to CHUNK_BYTES - PACK_BYTES), so that the verifier, which cannot relate `fill`
+/// and the piece's length, sees each bounded on its own.
+#[inline(always)]
+fn room(fill: u64) -> u64 {
+    if fill == 0 {
+        CHUNK_BYTES as u64
+    } else {
+        CHUNK_BYTES as u64 - PACK_BYTES
+    }
+}
+
+/// Reads `n` user bytes from `src` into the record's payload at `fill` (see `room`).
 #[inline(always)]
 fn read_piece(rec: &mut DataRecord, fill: u64, src: u64, n: u64) -> bool {
     let n = n & (2 * CHUNK_BYTES as u64 - 1);
-    let (off, max) = if fill == 0 {
-        (0, CHUNK_BYTES as u64)
+    let off = if fill == 0 {
+        0
     } else {
-        (fill & (PACK_BYTES - 1), CHUNK_BYTES as u64 - PACK_BYTES)
+        fill & (PACK_BYTES - 1)
     };
-    if n > max {
+    if n > room(fill) {
         return false;
     }
     // SAFETY: off + n <= CHUNK_BYTES, the size of `rec.data`.
