@@ -176,8 +176,6 @@ struct Pipeline {
     format: Format,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
-    /// One line's JSON, reused from line to line.
-    line: Vec<u8>,
     decode_errors: u64,
     courtesy: Courtesy,
 }
@@ -217,14 +215,14 @@ impl Pipeline {
 
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
-            self.line.clear();
-            output::render_into(&mut self.line, &e, &self.procs, &self.clock, &self.format);
+            let (procs, clock, format) = (&self.procs, &self.clock, &self.format);
+            self.sink
+                .write_line_with(|out| output::render_into(out, &e, procs, clock, format));
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-            self.sink.write_line(&self.line);
         }
     }
 }
@@ -291,7 +289,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             (LiveView::default(), out)
         }),
         emitted: Vec::new(),
-        line: Vec::with_capacity(16 * 1024),
         decode_errors: 0,
         courtesy: Courtesy::for_ring(cli.ring_buffer_bytes),
     };

@@ -51,7 +51,13 @@ impl Redactor {
     }
 
     pub fn hides(&self, field: &str) -> bool {
-        self.names.iter().any(|n| n.eq_ignore_ascii_case(field))
+        self.hides_bytes(field.as_bytes())
+    }
+
+    fn hides_bytes(&self, field: &[u8]) -> bool {
+        self.names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(field))
     }
 
     /// The message's wire bytes with the values of redacted fields replaced. A field whose
@@ -99,13 +105,14 @@ impl Redactor {
     }
 
     /// Where the value of a redacted field starts in `line` (after the colon and one
-    /// space, if any).
+    /// space, if any). Each name is tried where its colon would be: most lines fail on
+    /// that one byte, with no search for the colon and no UTF-8 check of the name.
     fn value_start(&self, line: &[u8]) -> Option<usize> {
-        let colon = memchr::memchr(b':', line)?;
-        let name = std::str::from_utf8(&line[..colon]).ok()?;
-        if !self.hides(name) {
-            return None;
-        }
+        let colon = self.names.iter().map(String::len).find(|&len| {
+            line.get(len) == Some(&b':')
+                && self.hides_bytes(&line[..len])
+                && !line[..len].contains(&b':')
+        })?;
         let at = colon + 1;
         Some(if line.get(at) == Some(&b' ') {
             at + 1
@@ -173,6 +180,44 @@ mod tests {
             ),
             "HTTP/1.1 200 OK\r\nSet-Cookie: [REDACTED]\r\nX: y\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn only_the_exact_name_before_the_first_colon_is_hidden() {
+        let r = Redactor::new(&["X-Api-Key", "a:b"]);
+        // The rule, spelt out: the name is what precedes the line's first colon.
+        let by_first_colon = |line: &[u8]| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&line[..colon]).ok()?;
+            r.hides(name)
+                .then(|| colon + 1 + usize::from(line.get(colon + 1) == Some(&b' ')))
+        };
+        let lines: [&[u8]; 16] = [
+            b"Cookie: a",
+            b"cookie:a",
+            b"COOKIE:",
+            b"Cookies: a",
+            b"X-Cookie: a",
+            b"Cookie : a",
+            b" Cookie: a",
+            b"Cookie",
+            b"Set-Cookie: s: t",
+            b"Authorization:Basic x",
+            b"x-api-key:  k",
+            b"a:b: c",
+            b"a: b",
+            b"Host: cookie: x",
+            b"\xffCookie: a",
+            b"",
+        ];
+        for line in lines {
+            assert_eq!(
+                r.value_start(line),
+                by_first_colon(line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]

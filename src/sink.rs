@@ -73,11 +73,22 @@ impl Sink {
     }
 
     pub fn write_line(&mut self, line: &[u8]) {
-        if self.pending.len() + line.len() + 1 > MAX_PENDING {
+        self.write_line_with(|pending| pending.extend_from_slice(line));
+    }
+
+    /// Takes the line that `render` appends to the pending bytes (without its newline):
+    /// rendered in place, a line is not copied once more on its way out.
+    pub fn write_line_with(&mut self, render: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.pending.len();
+        render(&mut self.pending);
+        if self.pending.len() + 1 > MAX_PENDING {
+            self.pending.truncate(start);
+            // Only while writing fails can a line reach the bound; the room it took
+            // goes back, so holding lines never costs more than the bound.
+            self.pending.shrink_to(MAX_PENDING);
             self.lost += 1;
             return;
         }
-        self.pending.extend_from_slice(line);
         self.pending.push(b'\n');
         self.accepted += 1;
         if self.pending.len() >= WRITE_AT {
@@ -269,6 +280,10 @@ mod tests {
             s.write_line(line.as_bytes());
         }
         assert_eq!(s.lost, 4);
+        assert!(
+            s.pending.capacity() <= MAX_PENDING,
+            "a dropped line gives its room back"
+        );
         assert_eq!(
             s.finish(),
             Err("No space left on device (os error 28)".to_string())
