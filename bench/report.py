@@ -161,7 +161,7 @@ def markdown(data):
            f"BPF run-time accounting on (kernel.bpf_stats_enabled=1). hooks-only: probes attached, only an "
            f"idle process selected (--pid). full: the service's processes selected (--pid), JSON lines to a "
            f"file on tmpfs. tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
-           f"utime+stime of the profiler or tcpdump from load start until it has caught up. "
+           f"on-CPU time (the threads' schedstat, in ns) of the profiler or tcpdump from load start until it has caught up. "
            f"Completeness: responses written whole / requests the load generator completed.", ""]
     out += ["### Targets", "", targets_section(runs, meta), ""]
     for target, kind, rate in points([r for r in runs if r["kind"] != "soak"]):
