@@ -107,8 +107,9 @@ clean:
 
 # Benchmark (bench/): the profiler against no profiler and tcpdump, on nginx and
 # demo-server; writes bench/results/ and the README's table. Loads probes: as root.
-# BENCH_RUNS, BENCH_SECONDS, BENCH_RATES, BENCH_SOAK_SECONDS, BENCH_SOAK_RUNS, BENCH_CONNS
-# adjust it (see bench/run.py); the defaults take about 30 minutes.
+# BENCH_RUNS, BENCH_SECONDS, BENCH_RATES, BENCH_SOAK_SECONDS, BENCH_SOAK_RUNS,
+# BENCH_IDLE_SECONDS, BENCH_CONNS adjust it (see bench/run.py); the defaults take about
+# 30 minutes.
 .PHONY: bench
 bench: build
 	@bash bench/setup.sh

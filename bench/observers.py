@@ -39,6 +39,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def wakeups(pid):
+    """Times the process's threads were put on a CPU (schedstat's third field)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[2])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def peak_rss_kib(pid):
     m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1))

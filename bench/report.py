@@ -134,6 +134,11 @@ def targets_section(runs, meta):
     if rss:
         lines.append(f"- Peak RSS of the profiler over all full-capture runs: {max(rss) / 1024:.1f} MiB, "
                      f"target ≤ 64 MiB: **{'met' if max(rss) <= 64 * 1024 else 'NOT met'}**.")
+    idle = meta.get("idle")
+    if idle:
+        lines.append(f"- Idle (nginx's processes selected, no traffic, {idle['seconds']} s): the profiler "
+                     f"used {idle['millicores']:.1f} millicores and woke {idle['wakeups_per_second']:.0f} "
+                     f"times per second (no target).")
     c = meta.get("conns")
     if c:
         after = c["rss_kib_after_round"]
@@ -153,7 +158,7 @@ def markdown(data):
     out = [f"Made by `{meta['command']}` at {meta['stamp']} (commit {meta['commit']}, kernel "
            f"{meta['kernel']}, {meta['cpus']} CPUs, load average at start "
            f"{meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', [float('nan')])[0]:.2f}; "
-           f"median load average during runs {med([r['loadavg'] for r in runs]):.2f}). "
+           f"median load average during runs {fmt(med([r['loadavg'] for r in runs]), '.2f')}). "
            f"{s['runs']} interleaved runs of {s['seconds']} s per point; ratios are taken within each run, "
            f"then the median. nginx: 2 workers, `listen ... reuseport` (the connections spread evenly over "
            f"the workers). Closed loop: wrk, 2 threads, {s['wrk_connections']} connections. Fixed rate: "

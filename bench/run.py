@@ -5,7 +5,7 @@ Raw figures go to bench/results/<time>.json; report.py turns them into the table
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
 BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (3 interleaved pairs of
-baseline and full), BENCH_CONNS (10000),
+baseline and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
 add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
 
@@ -40,6 +40,7 @@ DEMO_RATES = [int(r) for r in env_list("BENCH_DEMO_RATES", "20000")]
 SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", 60))
 SOAK_RATE = int(os.environ.get("BENCH_SOAK_RATE", 20000))
 SOAK_RUNS = int(os.environ.get("BENCH_SOAK_RUNS", 3))
+IDLE_SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", 10))
 CONNS = int(os.environ.get("BENCH_CONNS", 10000))
 CONN_CAP = int(os.environ.get("BENCH_CONN_CAP", 4096))
 TARGETS = env_list("BENCH_TARGETS", "nginx,demo-server")
@@ -79,6 +80,17 @@ def measure(target, mode, workdir, idle_pid, load, bpf):
     return result
 
 
+def idle_cost(target, workdir, idle_pid, seconds):
+    """What the profiler costs while the service it watches is idle: CPU and wakeups."""
+    obs = observers.start("full", target, workdir, idle_pid)
+    time.sleep(1)
+    cpu0, woke0 = observers.cpu_seconds(obs.pid), observers.wakeups(obs.pid)
+    time.sleep(seconds)
+    cpu, woke = observers.cpu_seconds(obs.pid) - cpu0, observers.wakeups(obs.pid) - woke0
+    obs.finish()
+    return {"seconds": seconds, "millicores": cpu * 1000 / seconds, "wakeups_per_second": woke / seconds}
+
+
 def rotated(items, k):
     k %= len(items)
     return items[k:] + items[:k]
@@ -98,6 +110,7 @@ def main():
         "cpus": os.cpu_count(),
         "settings": {"runs": RUNS, "seconds": SECONDS, "rates": RATES, "demo_rates": DEMO_RATES,
                      "soak_seconds": SOAK_SECONDS, "soak_rate": SOAK_RATE, "soak_runs": SOAK_RUNS,
+                     "idle_seconds": IDLE_SECONDS,
                      "conns": CONNS,
                      "conn_cap": CONN_CAP, "wrk_connections": loads.CONNECTIONS},
         "loadavg_start": os.getloadavg(),
@@ -151,6 +164,10 @@ def main():
                         r.update(kind="soak", rate=SOAK_RATE, run=run)
                         runs.append(r)
                         save()
+            if nginx and IDLE_SECONDS > 0:
+                print(f"bench: {IDLE_SECONDS} s with no traffic: nginx, full", flush=True)
+                meta["idle"] = idle_cost(nginx, workdir, idle.pid, IDLE_SECONDS)
+                save()
             if nginx and CONNS > 0:
                 print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP}", flush=True)
                 meta["conns"] = conns.check(nginx, workdir, CONNS, CONN_CAP)

@@ -1,6 +1,11 @@
 //! The http-profiler binary: wires the pipeline stages together and handles signals.
 
-use std::{io::Write as _, path::Path, process::ExitCode, time::Duration};
+use std::{
+    io::Write as _,
+    path::Path,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -10,7 +15,7 @@ use http_profiler::{
     check,
     cli::{CheckArgs, Cli, Command},
     clock::{WallClock, monotonic_ns},
-    courtesy::{self, Courtesy},
+    courtesy::{self, Courtesy, DrainPace},
     http::Limits,
     live::LiveView,
     offsets,
@@ -155,10 +160,12 @@ fn probe_config(
     Ok(config)
 }
 
-/// How often the ring buffer is drained when no record woke the reader.
+/// How often the ring buffer is drained when no record woke the reader, while records
+/// come; and the longest sleep while none do (see `DrainPace`).
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
-/// Drains between two checks for stalled messages, flushes and counter reads (200 ms).
-const DRAINS_PER_HOUSEKEEPING: u32 = 20;
+const IDLE_DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// Time between two checks for stalled messages, flushes and counter reads.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 
 /// Unread bytes past which a record wakes the reader at once: an eighth of the ring, so
 /// that a burst gets read long before the ring fills, while a steady rate is read in
@@ -181,9 +188,10 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) {
+    /// Reads every record waiting; returns whether there was any.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) -> bool {
         let (mut records, mut bytes) = (0u32, 0u64);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         while let Some(item) = ring.next() {
             records = records.wrapping_add(1);
             bytes += item.len() as u64;
@@ -211,6 +219,7 @@ impl Pipeline {
             }
         }
         self.courtesy.drained(bytes, started.elapsed());
+        records > 0
     }
 
     fn write_emitted(&mut self) {
@@ -304,25 +313,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             pipeline.sink.describe()
         );
     }
-    let mut tick = tokio::time::interval(DRAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut drains = 0u32;
+    let mut pace = DrainPace::new(DRAIN_EVERY, IDLE_DRAIN_EVERY);
+    let next_drain = tokio::time::sleep(DRAIN_EVERY);
+    tokio::pin!(next_drain);
+    let mut last_housekeeping = Instant::now();
     let mut last = Counters::default();
     let timeout_ns = cli.message_timeout.saturating_mul(1_000_000_000);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| Failure::Runtime(e.into()))?;
-                pipeline.drain(guard.get_inner_mut(), &mut probes);
+                let found = pipeline.drain(guard.get_inner_mut(), &mut probes);
                 guard.clear_ready();
+                let deadline = next_drain.deadline().into_std();
+                if let Some(sooner) = pace.woken(found, Instant::now(), deadline) {
+                    next_drain.as_mut().reset(sooner.into());
+                }
             }
-            _ = tick.tick() => {
-                pipeline.drain(ring.get_mut(), &mut probes);
-                drains += 1;
-                if drains < DRAINS_PER_HOUSEKEEPING {
+            () = &mut next_drain => {
+                let found = pipeline.drain(ring.get_mut(), &mut probes);
+                let now = Instant::now();
+                next_drain.as_mut().reset(pace.timed(found, now).into());
+                if now < last_housekeeping + HOUSEKEEPING_EVERY {
                     continue;
                 }
-                drains = 0;
+                last_housekeeping = now;
                 pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
                 pipeline.write_emitted();
                 pipeline.sink.flush();
