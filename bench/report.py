@@ -102,16 +102,23 @@ def targets_section(runs, meta):
                      f"**{'met' if 1 - full < 1 - tcp else 'NOT met'}**.")
     rate = meta["settings"]["soak_rate"]
     fixed = Figures(runs, "nginx", "rate", rate)
-    bpf, mc = fixed.per_exchange("full", "bpf_ns", 1.0), fixed.millicores("full")
+    bpf = fixed.per_exchange("full", "bpf_ns", 1.0)
     if bpf is not None:
         floor = fixed.per_exchange("hooks-only", "bpf_ns", 1.0)
         lines.append(f"- Kernel-side BPF time (nginx at {rate}/s, all hooks): {bpf:.0f} ns per exchange, "
                      f"target ≤ 2000: **{'met' if bpf <= 2000 else 'NOT met'}**. This is every run of the "
                      f"profiler's programs during the load, whichever process made the syscall, divided by "
                      f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns.")
-    if mc is not None:
-        lines.append(f"- Userspace CPU (nginx at {rate}/s): {mc:.1f} millicores per 10k exchanges/s, "
-                     f"target ≤ 50: **{'met' if mc <= 50 else 'NOT met'}**.")
+    per_rate = [(q, Figures(runs, "nginx", "rate", q).millicores("full"))
+                for q in sorted({r["rate"] for r in runs if r["kind"] == "rate" and r["target"] == "nginx"})]
+    per_rate = [(q, m) for q, m in per_rate if m is not None]
+    if per_rate:
+        over = [q for q, m in per_rate if m > 50]
+        verdict = ("met at every rate" if not over else
+                   f"NOT met at {', '.join(f'{q}/s' for q in over)}, met at the other rates" if len(over) < len(per_rate)
+                   else "NOT met")
+        lines.append(f"- Userspace CPU (nginx), millicores per 10k exchanges/s: "
+                     f"{', '.join(f'{m:.1f} at {q}/s' for q, m in per_rate)}; target ≤ 50: **{verdict}**.")
     soak = Figures(runs, "nginx", "soak", rate)
     if soak.of("full") and soak.base:
         full_runs = soak.of("full")
