@@ -59,50 +59,64 @@ impl Courtesy {
     }
 }
 
-/// When the reader drains the ring buffer on its timer: every `busy` while drains find
-/// records, twice as long after each timed drain that finds none, up to `idle`. Each
-/// wakeup costs a context switch (tens of microseconds in a VM): a reader that woke
-/// every 10 ms on an idle host spent 4 millicores doing nothing. Records still wake the
-/// reader at once where it matters (a connection's first record, a ring an eighth
-/// full), so a longer sleep delays only records of connections already known, by at
-/// most `idle`. Housekeeping rides on the timed drains, so a drain woken by records may
-/// bring the next timed drain sooner, never later.
+/// When the reader drains the ring buffer on its timer.
+///
+/// While records come, the sleep is sized so that a drain reads about `batch_bytes`,
+/// between `busy` and `longest_busy`: the reader's cost per record falls as its batches
+/// grow (its caches stay warm through a batch, and each wakeup is a context switch, dear
+/// in a VM), so a slow stream is read every few tens of milliseconds rather than every
+/// 10 ms. The batch stays under the size at which a drain counts as behind, so drains
+/// still yield the CPU every few dozen records. After each timed drain that finds
+/// nothing the sleep doubles, up to `idle`. Records still wake the reader at once where
+/// it matters (a connection's first record, a ring an eighth full). Housekeeping rides
+/// on the timed drains, so a drain woken by records may bring the next timed drain
+/// sooner, never later.
 #[derive(Clone, Copy, Debug)]
 pub struct DrainPace {
     pub busy: Duration,
+    pub longest_busy: Duration,
     pub idle: Duration,
+    pub batch_bytes: u64,
     sleep: Duration,
-    /// A woken drain found records since the last timed drain.
-    woken_found: bool,
+    /// Bytes read by woken drains since the last timed drain.
+    woken_bytes: u64,
 }
 
 impl DrainPace {
-    pub fn new(busy: Duration, idle: Duration) -> Self {
+    /// For a ring buffer of `ring_bytes`: batches of a quarter of what makes a drain
+    /// behind (`Courtesy::for_ring`), slept for between 10 and 50 ms; 100 ms while idle.
+    pub fn for_ring(ring_bytes: u32) -> Self {
         Self {
-            busy,
-            idle,
-            sleep: busy,
-            woken_found: false,
+            busy: Duration::from_millis(10),
+            longest_busy: Duration::from_millis(50),
+            idle: Duration::from_millis(100),
+            batch_bytes: (ring_bytes as u64 / 128).max(1),
+            sleep: Duration::from_millis(10),
+            woken_bytes: 0,
         }
     }
 
-    /// A drain woken by records ended at `now`; the next timed drain is due at
-    /// `deadline`. Returns an earlier deadline when the timer should move.
-    pub fn woken(&mut self, found: bool, now: Instant, deadline: Instant) -> Option<Instant> {
-        if !found {
+    /// A drain woken by records read `bytes` and ended at `now`; the next timed drain is
+    /// due at `deadline`. Returns an earlier deadline when the timer should move.
+    pub fn woken(&mut self, bytes: u64, now: Instant, deadline: Instant) -> Option<Instant> {
+        if bytes == 0 {
             return None;
         }
-        self.woken_found = true;
+        self.woken_bytes += bytes;
         let sooner = now + self.busy;
         (sooner < deadline).then_some(sooner)
     }
 
-    /// A timed drain ended at `now`: when the next one is due.
-    pub fn timed(&mut self, found: bool, now: Instant) -> Instant {
-        self.sleep = if found || std::mem::take(&mut self.woken_found) {
-            self.busy
+    /// A timed drain read `bytes` and ended at `now`: when the next one is due.
+    pub fn timed(&mut self, bytes: u64, now: Instant) -> Instant {
+        let read = bytes + std::mem::take(&mut self.woken_bytes);
+        self.sleep = if read == 0 {
+            (self.sleep * 2).clamp(self.busy, self.idle)
         } else {
-            (self.sleep * 2).min(self.idle)
+            // What the last sleep let in, scaled to a batch.
+            self.sleep
+                .mul_f64(self.batch_bytes as f64 / read as f64)
+                .clamp(self.busy, self.longest_busy)
         };
         now + self.sleep
     }
@@ -120,42 +134,69 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    #[test]
-    fn drains_slow_down_while_idle_and_speed_up_on_records() {
+    /// The sleeps a steady stream of `bytes_per_second` settles to.
+    fn settled_sleep(pace: &mut DrainPace, bytes_per_second: f64) -> Duration {
         let t0 = Instant::now();
-        let mut pace = DrainPace::new(10 * MS, 100 * MS);
-        let idle: Vec<Duration> = (0..6).map(|_| pace.timed(false, t0) - t0).collect();
-        assert_eq!(idle, [20, 40, 80, 100, 100, 100].map(|ms| ms * MS));
-        assert_eq!(pace.timed(true, t0) - t0, 10 * MS);
-        assert_eq!(pace.timed(false, t0) - t0, 20 * MS);
+        let mut sleep = pace.busy;
+        for _ in 0..20 {
+            let read = (bytes_per_second * sleep.as_secs_f64()) as u64;
+            sleep = pace.timed(read, t0) - t0;
+        }
+        sleep
     }
 
     #[test]
-    fn records_found_by_woken_drains_keep_the_busy_pace() {
+    fn a_slow_stream_is_read_in_larger_batches() {
+        let mut pace = DrainPace::for_ring(16 << 20);
+        assert_eq!(pace.batch_bytes, 128 << 10);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // ~600 bytes of records per exchange: 20k, 5k and 1k exchanges/s.
+        assert!((10.0..11.5).contains(&ms(settled_sleep(&mut pace, 12e6))));
+        assert!((40.0..46.0).contains(&ms(settled_sleep(&mut pace, 3e6))));
+        assert_eq!(settled_sleep(&mut pace, 0.6e6), 50 * MS);
+        // A burst brings the busy pace back in one drain.
+        assert_eq!(settled_sleep(&mut pace, 200e6), 10 * MS);
+    }
+
+    #[test]
+    fn a_small_ring_keeps_the_busy_pace() {
+        let mut pace = DrainPace::for_ring(1 << 20);
+        assert_eq!(settled_sleep(&mut pace, 3e6), 10 * MS);
+    }
+
+    #[test]
+    fn drains_slow_down_while_idle_and_speed_up_on_records() {
         let t0 = Instant::now();
-        let mut pace = DrainPace::new(10 * MS, 100 * MS);
+        let mut pace = DrainPace::for_ring(16 << 20);
+        let idle: Vec<Duration> = (0..6).map(|_| pace.timed(0, t0) - t0).collect();
+        assert_eq!(idle, [20, 40, 80, 100, 100, 100].map(|ms| ms * MS));
+        // 100 ms let in 4 MiB: back to the busy pace at once.
+        assert_eq!(pace.timed(4 << 20, t0) - t0, 10 * MS);
+        assert_eq!(pace.timed(0, t0) - t0, 20 * MS);
+    }
+
+    #[test]
+    fn records_found_by_woken_drains_count_toward_the_batch() {
+        let t0 = Instant::now();
+        let mut pace = DrainPace::for_ring(16 << 20);
         for _ in 0..4 {
-            pace.timed(false, t0);
+            pace.timed(0, t0);
         }
         let deadline = t0 + 100 * MS;
-        assert_eq!(pace.woken(false, t0, deadline), None);
-        assert_eq!(pace.woken(true, t0, deadline), Some(t0 + 10 * MS));
-        assert_eq!(
-            pace.timed(false, t0) - t0,
-            10 * MS,
-            "found by the woken drain"
-        );
-        assert_eq!(pace.timed(false, t0) - t0, 20 * MS);
+        assert_eq!(pace.woken(0, t0, deadline), None);
+        assert_eq!(pace.woken(4 << 20, t0, deadline), Some(t0 + 10 * MS));
+        assert_eq!(pace.timed(0, t0) - t0, 10 * MS, "read by the woken drain");
+        assert_eq!(pace.timed(0, t0) - t0, 20 * MS);
     }
 
     #[test]
     fn woken_drains_never_put_the_timed_drain_off() {
         let t0 = Instant::now();
-        let mut pace = DrainPace::new(10 * MS, 100 * MS);
-        let mut deadline = pace.timed(true, t0);
+        let mut pace = DrainPace::for_ring(16 << 20);
+        let mut deadline = pace.timed(1 << 20, t0);
         // Records wake the reader every millisecond, for longer than a timed period.
         for ms in 1..40 {
-            if let Some(sooner) = pace.woken(true, t0 + ms * MS, deadline) {
+            if let Some(sooner) = pace.woken(4096, t0 + ms * MS, deadline) {
                 deadline = sooner;
             }
         }

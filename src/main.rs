@@ -160,10 +160,6 @@ fn probe_config(
     Ok(config)
 }
 
-/// How often the ring buffer is drained when no record woke the reader, while records
-/// come; and the longest sleep while none do (see `DrainPace`).
-const DRAIN_EVERY: Duration = Duration::from_millis(10);
-const IDLE_DRAIN_EVERY: Duration = Duration::from_millis(100);
 /// Time between two checks for stalled messages, flushes and counter reads.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 
@@ -188,8 +184,8 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// Reads every record waiting; returns whether there was any.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) -> bool {
+    /// Reads every record waiting; returns how many bytes they took.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) -> u64 {
         let (mut records, mut bytes) = (0u32, 0u64);
         let started = Instant::now();
         while let Some(item) = ring.next() {
@@ -219,7 +215,7 @@ impl Pipeline {
             }
         }
         self.courtesy.drained(bytes, started.elapsed());
-        records > 0
+        bytes
     }
 
     fn write_emitted(&mut self) {
@@ -313,8 +309,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             pipeline.sink.describe()
         );
     }
-    let mut pace = DrainPace::new(DRAIN_EVERY, IDLE_DRAIN_EVERY);
-    let next_drain = tokio::time::sleep(DRAIN_EVERY);
+    let mut pace = DrainPace::for_ring(cli.ring_buffer_bytes);
+    let next_drain = tokio::time::sleep(pace.busy);
     tokio::pin!(next_drain);
     let mut last_housekeeping = Instant::now();
     let mut last = Counters::default();
@@ -323,17 +319,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| Failure::Runtime(e.into()))?;
-                let found = pipeline.drain(guard.get_inner_mut(), &mut probes);
+                let bytes = pipeline.drain(guard.get_inner_mut(), &mut probes);
                 guard.clear_ready();
                 let deadline = next_drain.deadline().into_std();
-                if let Some(sooner) = pace.woken(found, Instant::now(), deadline) {
+                if let Some(sooner) = pace.woken(bytes, Instant::now(), deadline) {
                     next_drain.as_mut().reset(sooner.into());
                 }
             }
             () = &mut next_drain => {
-                let found = pipeline.drain(ring.get_mut(), &mut probes);
+                let bytes = pipeline.drain(ring.get_mut(), &mut probes);
                 let now = Instant::now();
-                next_drain.as_mut().reset(pace.timed(found, now).into());
+                next_drain.as_mut().reset(pace.timed(bytes, now).into());
                 if now < last_housekeeping + HOUSEKEEPING_EVERY {
                     continue;
                 }
