@@ -26,28 +26,29 @@ def cpu_seconds(pid):
     millicores per 10k/s, the size of the differences being measured. The profiler's and
     tcpdump's threads live as long as they do, so no exited thread's time is missed.
     Without schedstat (a kernel built without CONFIG_SCHED_INFO), utime + stime."""
-    total, found = 0, False
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-            found = True
-        except (OSError, ValueError, IndexError):
-            continue
-    if found:
-        return total / 1e9
+    on_cpu_ns = _schedstat_sum(pid, 0)
+    if on_cpu_ns is not None:
+        return on_cpu_ns / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def wakeups(pid):
     """Times the process's threads were put on a CPU (schedstat's third field)."""
-    total = 0
+    return _schedstat_sum(pid, 2) or 0
+
+
+def _schedstat_sum(pid, field):
+    """One field of /proc/PID/task/TID/schedstat summed over the live threads; None when
+    no thread has schedstat."""
+    total, found = 0, False
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[2])
+            total += int((task / "schedstat").read_text().split()[field])
+            found = True
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return total if found else None
 
 
 def peak_rss_kib(pid):

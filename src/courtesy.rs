@@ -48,10 +48,15 @@ impl Courtesy {
         records > 0 && records.is_multiple_of(self.every) && !self.is_behind(bytes, elapsed())
     }
 
-    /// A drain ended: the next one starts behind if this one was, unless this one found
-    /// less than a quarter of the threshold (caught up).
+    /// A drain that reads less than this has caught up: a quarter of `behind_bytes`.
+    pub fn caught_up_bytes(&self) -> u64 {
+        self.behind_bytes / 4
+    }
+
+    /// A drain ended: the next one starts behind if this one was, unless this one has
+    /// caught up.
     pub fn drained(&mut self, bytes: u64, elapsed: Duration) {
-        self.behind = if bytes < self.behind_bytes / 4 {
+        self.behind = if bytes < self.caught_up_bytes() {
             false
         } else {
             self.is_behind(bytes, elapsed)
@@ -83,14 +88,15 @@ pub struct DrainPace {
 }
 
 impl DrainPace {
-    /// For a ring buffer of `ring_bytes`: batches of a quarter of what makes a drain
-    /// behind (`Courtesy::for_ring`), slept for between 10 and 50 ms; 100 ms while idle.
+    /// For a ring buffer of `ring_bytes`: batches of the size at which a drain has
+    /// caught up (`Courtesy::caught_up_bytes`), slept for between 10 and 50 ms; 100 ms
+    /// while idle.
     pub fn for_ring(ring_bytes: u32) -> Self {
         Self {
             busy: Duration::from_millis(10),
             longest_busy: Duration::from_millis(50),
             idle: Duration::from_millis(100),
-            batch_bytes: (ring_bytes as u64 / 128).max(1),
+            batch_bytes: Courtesy::for_ring(ring_bytes).caught_up_bytes().max(1),
             sleep: Duration::from_millis(10),
             woken_bytes: 0,
         }
