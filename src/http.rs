@@ -654,11 +654,15 @@ fn partial_start_line(head: &[u8]) -> Option<StartLine> {
 }
 
 fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
-    headers
-        .iter()
-        .take_while(|h| !h.name.is_empty())
-        .map(|h| (Text::from(h.name), Text::from_utf8_lossy(h.value)))
-        .collect()
+    // Sized up front: growing it field by field showed in the reader's profile.
+    let mut fields = Vec::with_capacity(headers.len());
+    fields.extend(
+        headers
+            .iter()
+            .take_while(|h| !h.name.is_empty())
+            .map(|h| (Text::from(h.name), Text::from_utf8_lossy(h.value))),
+    );
+    fields
 }
 
 fn header<'a>(headers: &'a [Field], name: &'a str) -> impl Iterator<Item = &'a str> {
