@@ -4,8 +4,8 @@ Raw figures go to bench/results/<time>.json; report.py turns them into the table
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
-BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (5 interleaved pairs of
-baseline and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
+BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (5 interleaved runs of
+baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
 add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
 
@@ -151,15 +151,17 @@ def main():
                             save()
             nginx = next((t for t in started if t.name == "nginx"), None)
             if nginx and SOAK_SECONDS > 0:
-                # Pairs in alternating order, so a slow spell of the machine falls on both
-                # modes; a single 60 s pair swung the p99 ratio by tens of percent, and
+                # Runs in rotating order, so a slow spell of the machine falls on every
+                # mode; a single 60 s pair swung the p99 ratio by tens of percent, and
                 # the median of three still moved from +6% to +34% between two tables
-                # while full capture's own p99 stayed put: five, like every other point. BPF
-                # run-time accounting stays off: it costs only the profiler's side and
-                # is not how the profiler runs.
+                # while full capture's own p99 stayed put: five, like every other point.
+                # hooks-only shows how much of the added latency attaching alone costs.
+                # BPF run-time accounting stays off: it costs only the profiler's side
+                # and is not how the profiler runs.
+                soak_modes = [m for m in ("baseline", "hooks-only", "full") if m in MODES]
                 for run in range(SOAK_RUNS):
-                    for mode in rotated([m for m in ("baseline", "full") if m in MODES], run):
-                        print(f"bench: {SOAK_SECONDS} s at {SOAK_RATE}/s, pair {run + 1} of "
+                    for mode in rotated(soak_modes, run):
+                        print(f"bench: {SOAK_SECONDS} s at {SOAK_RATE}/s, round {run + 1} of "
                               f"{SOAK_RUNS}: nginx, {mode}", flush=True)
                         r = measure(nginx, mode, workdir, idle.pid,
                                     lambda: loads.oha(nginx.url, SOAK_RATE, SOAK_SECONDS), bpf=False)
