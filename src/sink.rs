@@ -72,6 +72,8 @@ impl Sink {
         self.pending.iter().filter(|&&b| b == b'\n').count() as u64
     }
 
+    /// A finished line; lines on their way out are rendered in place (write_line_with).
+    #[cfg(test)]
     pub fn write_line(&mut self, line: &[u8]) {
         self.write_line_with(|pending| pending.extend_from_slice(line));
     }
