@@ -92,12 +92,14 @@ impl DrainPace {
     /// caught up (`Courtesy::caught_up_bytes`), slept for between 10 and 50 ms; 100 ms
     /// while idle.
     pub fn for_ring(ring_bytes: u32) -> Self {
+        let busy = Duration::from_millis(10);
         Self {
-            busy: Duration::from_millis(10),
+            busy,
             longest_busy: Duration::from_millis(50),
             idle: Duration::from_millis(100),
             batch_bytes: Courtesy::for_ring(ring_bytes).caught_up_bytes().max(1),
-            sleep: Duration::from_millis(10),
+            // The first drain comes at the busy pace.
+            sleep: busy,
             woken_bytes: 0,
         }
     }
