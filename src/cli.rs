@@ -63,6 +63,7 @@ pub struct Cli {
     #[arg(
         long = "redact-header",
         value_name = "NAME",
+        value_parser = header_name,
         conflicts_with = "no_redact"
     )]
     pub redact_headers: Vec<String>,
@@ -143,9 +144,33 @@ fn ring_size(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
+fn header_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if crate::redact::is_field_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a header field name: a name is letters, digits and !#$%&'*+-.^_`|~, \
+             without the colon or a value (e.g. --redact-header X-Api-Key)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_names_must_be_field_names() {
+        let cli = Cli::try_parse_from(["http-profiler", "--redact-header", " X-Api-Key "]).unwrap();
+        assert_eq!(cli.redact_headers, ["X-Api-Key"]);
+        for bad in ["X-Api-Key: abc", "X:Y", "", "X Y", "Käse"] {
+            let err = Cli::try_parse_from(["http-profiler", "--redact-header", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a header field name"), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn ring_size_must_be_a_large_enough_power_of_two() {

@@ -19,6 +19,15 @@ pub const DEFAULT_NAMES: [&str; 4] = [
     "Set-Cookie",
 ];
 
+/// Whether `name` is a header field name (an RFC 9110 token): the only names a header
+/// line can start with, and none holds the colon that ends one.
+pub fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     /// Lower-case field names.
@@ -26,7 +35,8 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// The default fields plus `extra`.
+    /// The default fields plus `extra`; what is not a field name (`is_field_name`) could
+    /// never match a header, and is left out.
     pub fn new<S: AsRef<str>>(extra: &[S]) -> Self {
         let mut names: Vec<String> = DEFAULT_NAMES
             .iter()
@@ -34,7 +44,7 @@ impl Redactor {
             .collect();
         for n in extra {
             let n = n.as_ref().trim().to_ascii_lowercase();
-            if !n.is_empty() && !names.contains(&n) {
+            if is_field_name(&n) && !names.contains(&n) {
                 names.push(n);
             }
         }
@@ -106,13 +116,14 @@ impl Redactor {
 
     /// Where the value of a redacted field starts in `line` (after the colon and one
     /// space, if any). Each name is tried where its colon would be: most lines fail on
-    /// that one byte, with no search for the colon and no UTF-8 check of the name.
+    /// that one byte, with no search for the colon and no UTF-8 check of the name. Names
+    /// hold no colon (`new`), so the colon found is the one that ends the name.
     fn value_start(&self, line: &[u8]) -> Option<usize> {
-        let colon = self.names.iter().map(String::len).find(|&len| {
-            line.get(len) == Some(&b':')
-                && self.hides_bytes(&line[..len])
-                && !line[..len].contains(&b':')
-        })?;
+        let colon = self
+            .names
+            .iter()
+            .map(String::len)
+            .find(|&len| line.get(len) == Some(&b':') && self.hides_bytes(&line[..len]))?;
         let at = colon + 1;
         Some(if line.get(at) == Some(&b' ') {
             at + 1
@@ -149,6 +160,10 @@ mod tests {
     fn extra_fields_add_to_the_defaults() {
         let r = Redactor::new(&["X-Api-Key"]);
         assert!(r.hides("x-api-key") && r.hides("Cookie"));
+        // No header line starts with these names: they are left out.
+        let r = Redactor::new(&["a:b", "x y", ""]);
+        assert!(!r.hides("a:b") && !r.hides("x y") && !r.hides(""));
+        assert_eq!(r.names.len(), DEFAULT_NAMES.len());
     }
 
     #[test]
