@@ -170,6 +170,12 @@ pub struct Parser {
 
 const MAX_HEADERS: usize = 256;
 
+/// A head buffer is kept for the next head up to this size; a larger one (a head with
+/// big cookies or tokens) shrinks back once its head is parsed. Kept whole, each
+/// connection end that ever saw a 60 KiB head would hold that much for as long as it
+/// stays open.
+const KEEP_HEAD_CAPACITY: usize = 4096;
+
 /// The method tokens the parser accepts as the start of a request.
 const METHODS: [&[u8]; 9] = [
     b"GET ",
@@ -338,7 +344,8 @@ impl Parser {
             }
             None => {
                 if !starts_like_message(&self.head) {
-                    self.head.clear();
+                    let head = std::mem::take(&mut self.head);
+                    self.recycle_head(head);
                     self.state = State::Head { synced: false };
                 }
                 take
@@ -347,11 +354,16 @@ impl Parser {
     }
 
     fn parse_head(&mut self, meta: ChunkMeta, sink: &mut dyn MessageSink) {
-        let mut head = std::mem::take(&mut self.head);
+        let head = std::mem::take(&mut self.head);
         self.parse_taken_head(&head, meta, sink);
-        // The buffer goes back for the next head: one allocation per direction, not
-        // one per message.
+        self.recycle_head(head);
+    }
+
+    /// The buffer goes back for the next head: one allocation per direction, not one per
+    /// message, but no larger than KEEP_HEAD_CAPACITY.
+    fn recycle_head(&mut self, mut head: Vec<u8>) {
         head.clear();
+        head.shrink_to(KEEP_HEAD_CAPACITY);
         self.head = head;
     }
 

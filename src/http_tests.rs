@@ -447,3 +447,38 @@ fn an_endless_trailer_section_is_cut_at_the_header_limit() {
     c.resp(b"HTTP/1.1 204 No Content\r\n\r\n");
     assert_eq!(status(c.messages().last().unwrap()), 204);
 }
+
+#[test]
+fn a_large_head_leaves_no_large_buffer_behind() {
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    let small = c.requests.head.capacity();
+    assert!(small > 0, "a small head's buffer is kept for the next one");
+    let big = format!(
+        "GET /b HTTP/1.1\r\nCookie: {}\r\n\r\n",
+        "c".repeat(40 * 1024)
+    );
+    // In pieces, as a socket delivers it: the buffer grows past 40 KiB on the way.
+    for piece in big.as_bytes().chunks(1000) {
+        c.req(piece);
+    }
+    let urls: Vec<&str> = c
+        .messages()
+        .iter()
+        .map(|m| match &m.start {
+            StartLine::Request { url, .. } => url.as_str(),
+            StartLine::Response { .. } => "",
+        })
+        .collect();
+    assert_eq!(urls, ["/a", "/b"]);
+    assert!(
+        c.requests.head.capacity() <= KEEP_HEAD_CAPACITY,
+        "{} bytes kept after a 40 KiB head",
+        c.requests.head.capacity()
+    );
+    // A start that turns out not to be HTTP gives its buffer back the same way.
+    c.req(b"GE");
+    c.req(&[b'X'; 20 * 1024]);
+    assert_eq!(c.messages().len(), 2);
+    assert!(c.requests.head.capacity() <= KEEP_HEAD_CAPACITY);
+}
