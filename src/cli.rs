@@ -87,6 +87,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_connections: usize,
 
+    /// Bytes all connections may hold for messages in progress (heads not yet complete,
+    /// bodies and raw payloads being kept); past it the least recently active
+    /// connections are ended (counted), their messages written flagged `timeout`.
+    #[arg(long, default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
+    pub max_buffered_bytes: usize,
+
     /// Also show a readable line per exchange as it completes (on stdout, or on stderr
     /// when --output is -): time, client -> server, method, URL, status, latency, size.
     #[arg(long)]

@@ -214,6 +214,16 @@ impl Parser {
         self.switched
     }
 
+    /// Bytes this parser holds for a message in progress: its head buffer, and the
+    /// body and raw bytes kept so far (allocated sizes).
+    pub fn held_bytes(&self) -> usize {
+        let message = match &self.state {
+            State::Body { message, .. } => message.body.capacity() + message.raw.capacity(),
+            State::Head { .. } | State::Done => 0,
+        };
+        self.head.capacity() + message
+    }
+
     /// Whether a message has started and not yet been written.
     pub fn in_message(&self) -> bool {
         matches!(self.state, State::Body { .. }) || !self.head.is_empty()

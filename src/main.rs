@@ -273,7 +273,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ..Limits::default()
     };
     let mut pipeline = Pipeline {
-        tracker: Tracker::new(limits, cli.max_connections),
+        tracker: Tracker::new(limits, cli.max_connections, cli.max_buffered_bytes),
         procs: ProcessCache::default(),
         clock: WallClock::now(),
         sink,
@@ -378,6 +378,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
              {} connections left as not HTTP; {} connections evicted from a full table; \
+             {} connections ended over --max-buffered-bytes; \
              {} requests dropped from full pairing queues; {} decode errors; {} write failures, {} lines dropped by them",
             pipeline.sink.lines(),
             pipeline.sink.describe(),
@@ -387,6 +388,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             c.not_http,
             s.ignored,
             s.evicted,
+            s.evicted_for_memory,
             s.unpaired_dropped,
             pipeline.decode_errors,
             pipeline.sink.failures,

@@ -79,6 +79,9 @@ pub struct TrackerStats {
     pub gap_bytes: u64,
     /// Connections dropped from a full table.
     pub evicted: u64,
+    /// Connections dropped to keep the bytes held for messages in progress within the
+    /// limit.
+    pub evicted_for_memory: u64,
     /// Connections found not to be HTTP.
     pub ignored: u64,
     /// Requests dropped from a connection's full queue of requests awaiting responses
@@ -101,6 +104,8 @@ struct Connection {
     bytes_seen: u64,
     messages: u64,
     ignored: bool,
+    /// What its parsers held when last counted (`Parser::held_bytes`).
+    held: usize,
 }
 
 pub struct Tracker {
@@ -108,18 +113,30 @@ pub struct Tracker {
     next_id: u64,
     limits: Limits,
     max_conns: usize,
+    /// Bytes all parsers hold for messages in progress, and the most they may.
+    held: usize,
+    max_held: usize,
     pub stats: TrackerStats,
 }
 
 impl Tracker {
-    pub fn new(limits: Limits, max_conns: usize) -> Self {
+    /// A table of at most `max_conns` connections whose messages in progress hold at
+    /// most `max_held` bytes.
+    pub fn new(limits: Limits, max_conns: usize, max_held: usize) -> Self {
         Self {
             conns: HashMap::new(),
             next_id: 1,
             limits,
             max_conns: max_conns.max(1),
+            held: 0,
+            max_held,
             stats: TrackerStats::default(),
         }
+    }
+
+    /// Bytes all parsers hold for messages in progress.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     pub fn connections(&self) -> usize {
@@ -207,6 +224,9 @@ impl Tracker {
         }
         conn.messages += found.len() as u64;
         self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
+        let held = conn.dirs.iter().map(|d| d.parser.held_bytes()).sum();
+        self.held = self.held - conn.held + held;
+        conn.held = held;
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
         let not_http = conn.messages == 0
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
@@ -218,15 +238,22 @@ impl Tracker {
             conn_id: id,
             endpoints,
         }));
-        if switched || not_http {
+        let ignore = (switched || not_http).then(|| {
             conn.ignored = true;
             self.stats.ignored += 1;
-            return Some(Ignore {
+            Ignore {
                 sock: h.sock,
                 generation: h.generation,
-            });
+            }
+        });
+        if self.held > self.max_held {
+            self.shed_memory(h.sock, out);
         }
-        None
+        debug_assert_eq!(
+            self.held,
+            self.conns.values().map(|c| c.held).sum::<usize>()
+        );
+        ignore
     }
 
     fn on_close(&mut self, close: &CloseRecord, out: &mut Vec<Emitted>) {
@@ -276,6 +303,7 @@ impl Tracker {
             bytes_seen: 0,
             messages: 0,
             ignored: false,
+            held: 0,
         }
     }
 
@@ -284,6 +312,7 @@ impl Tracker {
         let Some(mut conn) = self.conns.remove(&sock) else {
             return;
         };
+        self.held -= conn.held;
         Self::flush(&mut conn, why, out);
     }
 
@@ -299,6 +328,40 @@ impl Tracker {
                 conn_id: conn.id,
                 endpoints: conn.endpoints,
             }));
+        }
+    }
+
+    /// Ends the least recently active connections, other than `busy` (the one just fed),
+    /// until what they hold is back under three quarters of the limit: evicting a little
+    /// below it spares a search of the whole table for every record while memory is
+    /// tight. Their messages in progress are written, flagged `timeout`.
+    fn shed_memory(&mut self, busy: u64, out: &mut Vec<Emitted>) {
+        // Only the busy connection holds anything: there is nothing to end, and no need
+        // to search the table for every record of it.
+        if self.conns.get(&busy).is_some_and(|c| c.held == self.held) {
+            return;
+        }
+        if self.stats.evicted_for_memory == 0 {
+            log::warn!(
+                "messages in progress hold more than {} MiB: ending the least recently active \
+                 connections (counted; --max-buffered-bytes raises the limit)",
+                self.max_held >> 20
+            );
+        }
+        let target = self.max_held / 4 * 3;
+        let mut by_age: Vec<(u64, u64)> = self
+            .conns
+            .iter()
+            .filter(|(s, c)| **s != busy && c.held > 0)
+            .map(|(s, c)| (c.last_seen_ns, *s))
+            .collect();
+        by_age.sort_unstable();
+        for (_, sock) in by_age {
+            if self.held <= target {
+                break;
+            }
+            self.stats.evicted_for_memory += 1;
+            self.end_conn(sock, Incomplete::Timeout, out);
         }
     }
 
@@ -325,18 +388,24 @@ impl Tracker {
             let idle = now_ns.saturating_sub(conn.last_seen_ns);
             if idle > timeout_ns && conn.dirs.iter().any(|d| d.parser.in_message()) {
                 Self::flush(conn, Incomplete::Timeout, out);
+                let held = conn.dirs.iter().map(|d| d.parser.held_bytes()).sum();
+                self.held = self.held - conn.held + held;
+                conn.held = held;
             }
             if idle > forget_ns {
                 forget.push(*sock);
             }
         }
         for sock in forget {
-            self.conns.remove(&sock);
+            if let Some(conn) = self.conns.remove(&sock) {
+                self.held -= conn.held;
+            }
         }
     }
 
     /// Writes every message in progress, flagged: the profiler is stopping.
     pub fn finish_all(&mut self, out: &mut Vec<Emitted>) {
+        self.held = 0;
         for (_, mut conn) in self.conns.drain() {
             Self::flush(&mut conn, Incomplete::Shutdown, out);
         }

@@ -62,7 +62,7 @@ const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 #[test]
 fn a_request_and_its_response_on_one_connection_end() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let out = feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1_000), REQ);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].direction, DIRECTION_SEND);
@@ -79,7 +79,7 @@ fn a_request_and_its_response_on_one_connection_end() {
 
 #[test]
 fn bytes_not_copied_by_the_probe_are_a_flagged_gap_with_the_size_kept() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let head = b"POST /big HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
     let mut payload = head.to_vec();
     payload.extend_from_slice(&[b'a'; 20]);
@@ -97,7 +97,7 @@ fn bytes_not_copied_by_the_probe_are_a_flagged_gap_with_the_size_kept() {
 
 #[test]
 fn a_lost_record_inside_a_body_is_a_gap() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let head = b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
     assert!(feed(&mut t, header(DIRECTION_SEND, 0, head.len(), 1), head).is_empty());
     // Bytes head.len()..head.len()+6 were lost; the last 4 arrive.
@@ -113,7 +113,7 @@ fn a_lost_record_inside_a_body_is_a_gap() {
 
 #[test]
 fn close_writes_what_is_in_progress_and_sees_trailing_loss() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1), REQ);
     let part = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc";
     assert!(feed(&mut t, header(DIRECTION_RECV, 0, part.len(), 2), part).is_empty());
@@ -128,7 +128,7 @@ fn close_writes_what_is_in_progress_and_sees_trailing_loss() {
 
 #[test]
 fn a_reused_kernel_socket_starts_a_new_connection() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let part = b"POST /old HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc";
     feed(&mut t, header(DIRECTION_SEND, 0, part.len(), 1), part);
     let mut h = header(DIRECTION_SEND, 0, REQ.len(), 2);
@@ -143,7 +143,7 @@ fn a_reused_kernel_socket_starts_a_new_connection() {
 
 #[test]
 fn stalled_messages_time_out_and_idle_connections_are_forgotten() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let part = b"POST /slow HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc";
     feed(&mut t, header(DIRECTION_SEND, 0, part.len(), 1_000), part);
     let mut out = Vec::new();
@@ -159,7 +159,7 @@ fn stalled_messages_time_out_and_idle_connections_are_forgotten() {
 
 #[test]
 fn a_full_table_evicts_the_least_recently_active_connection() {
-    let mut t = Tracker::new(Limits::default(), 2);
+    let mut t = Tracker::new(Limits::default(), 2, usize::MAX);
     for (i, sock) in [1u64, 2, 3].into_iter().enumerate() {
         let mut h = header(DIRECTION_SEND, 0, 4, i as u64);
         h.sock = sock;
@@ -176,7 +176,7 @@ fn with_other_pos(mut h: DataHeader, other_pos: u64) -> DataHeader {
 
 #[test]
 fn a_response_whose_request_was_lost_whole_is_flagged_not_paired() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let req_a = b"GET /a HTTP/1.1\r\n\r\n";
     feed(&mut t, header(DIRECTION_SEND, 0, req_a.len(), 1), req_a);
     let a = feed(
@@ -215,7 +215,7 @@ fn a_response_whose_request_was_lost_whole_is_flagged_not_paired() {
 
 #[test]
 fn a_connection_first_seen_past_its_start_lost_its_first_records() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     // The request and the start of the response stream were lost.
     let out = feed(
         &mut t,
@@ -223,12 +223,12 @@ fn a_connection_first_seen_past_its_start_lost_its_first_records() {
         RESP,
     );
     assert!(out[0].paired.request.is_none() && out[0].paired.request_lost);
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let out = feed(&mut t, header(DIRECTION_RECV, 40, RESP.len(), 2), RESP);
     assert!(out[0].paired.request_lost);
     // A connection that predates the profiler: nothing before its first record, so a
     // response without a request is not a loss.
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let out = feed(&mut t, header(DIRECTION_RECV, 0, RESP.len(), 2), RESP);
     assert!(out[0].paired.request.is_none() && !out[0].paired.request_lost);
 }
@@ -237,7 +237,7 @@ fn a_connection_first_seen_past_its_start_lost_its_first_records() {
 /// of u64 overflowed the arithmetic that finds the uncopied tail.
 #[test]
 fn positions_at_the_end_of_the_number_range_do_not_overflow() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     feed(&mut t, header(DIRECTION_SEND, 0, REQ.len(), 1), REQ);
     let mut h = header(DIRECTION_SEND, u64::MAX - 10, 4, 2);
     h.syscall_bytes = 100;
@@ -251,7 +251,7 @@ fn positions_at_the_end_of_the_number_range_do_not_overflow() {
 
 #[test]
 fn requests_beyond_the_pending_queue_are_dropped_and_counted() {
-    let mut t = Tracker::new(Limits::default(), 16);
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
     let n = crate::pairing::MAX_PENDING + 44;
     let mut pos = 0;
     for i in 0..n {
@@ -271,4 +271,59 @@ fn requests_beyond_the_pending_queue_are_dropped_and_counted() {
         RESP,
     );
     assert_eq!(out[0].paired.request.as_ref().unwrap().url, "/q44");
+}
+
+#[test]
+fn heads_in_progress_past_the_memory_limit_end_the_oldest_connections() {
+    let mut t = Tracker::new(Limits::default(), 16, 100 * 1024);
+    let mut ended = Vec::new();
+    for sock in 1u64..=3 {
+        let head = format!("GET /{sock} HTTP/1.1\r\nX-Big: {}", "a".repeat(40 * 1024));
+        let mut h = header(DIRECTION_SEND, 0, head.len(), sock);
+        h.sock = sock;
+        ended.extend(feed(&mut t, h, head.as_bytes()));
+    }
+    // About 120 KiB held against 100 KiB: the oldest go until 75 KiB is left.
+    assert_eq!(t.stats.evicted_for_memory, 2);
+    assert_eq!(t.connections(), 1);
+    assert!(t.held_bytes() <= 75 * 1024, "{}", t.held_bytes());
+    let urls: Vec<_> = ended
+        .iter()
+        .map(|e| {
+            let m = &e.paired.message;
+            assert_eq!(m.incomplete, Some(Incomplete::Timeout));
+            match &m.start {
+                StartLine::Request { url, .. } => url.to_string(),
+                StartLine::Response { .. } => panic!("a response"),
+            }
+        })
+        .collect();
+    assert_eq!(urls, ["/1", "/2"]);
+    // What is left is counted down as it goes.
+    let mut out = Vec::new();
+    t.finish_all(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.held_bytes(), 0);
+}
+
+#[test]
+fn the_connection_being_fed_is_never_ended_for_memory() {
+    let mut t = Tracker::new(Limits::default(), 16, 1024);
+    let head = format!("GET / HTTP/1.1\r\nX-Big: {}", "a".repeat(8 * 1024));
+    let out = feed(
+        &mut t,
+        header(DIRECTION_SEND, 0, head.len(), 1),
+        head.as_bytes(),
+    );
+    assert!(out.is_empty());
+    assert_eq!(t.stats.evicted_for_memory, 0);
+    // Its head completes and is written whole; the buffer it leaves is small.
+    let out = feed(
+        &mut t,
+        header(DIRECTION_SEND, head.len() as u64, 4, 2),
+        b"\r\n\r\n",
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].paired.message.incomplete, None);
+    assert!(t.held_bytes() <= 4096);
 }

@@ -139,8 +139,9 @@ fuzz_target!(|raw: &[u8]| {
     let mut input = Input::new(raw);
     let limits = limits(input.config);
     let max_conns = [1, 2, 3, 64][(input.config >> 2) as usize & 3];
+    let max_held = [usize::MAX, 1 << 20, 8 * 1024, 0][(input.config >> 4) as usize & 3];
     let mut d = Driver {
-        tracker: Tracker::new(limits, max_conns),
+        tracker: Tracker::new(limits, max_conns, max_held),
         limits,
         max_conns,
         pos: [[0; 2]; SOCKS],

@@ -5,6 +5,7 @@ SOAK_RSS_MB (default 128) its memory cap; `make soak` runs it for 10 minutes."""
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,36 @@ def test_a_full_connection_table_evicts_and_counts(start_profiler, echo_server):
     evicted = summary_number(profiler.stderr_path.read_text(), "connections evicted from a full table")
     assert evicted >= 2 * 300 - 50, evicted
     assert len([l for l in of_port(lines, echo_port) if l.get("url") == "/after-evictions"]) == 2
+
+
+def test_messages_in_progress_past_the_memory_limit_end_the_oldest_connections(start_profiler):
+    drain = DrainServer()
+    profiler = start_profiler("--port", str(drain.port), "--max-buffered-bytes", str(1 << 20))
+    # 20 connections, each with a 60 KB head that never ends, seen from both ends: about
+    # 2.4 MB of heads in progress against a limit of 1 MiB.
+    head = b"GET /big HTTP/1.1\r\nX-Big: " + b"a" * 60000
+    clients = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", drain.port))
+        s.sendall(head)
+        clients.append(s)
+        time.sleep(0.02)
+    time.sleep(1)
+    lines = profiler.stop()
+    for s in clients:
+        s.close()
+    drain.close()
+    assert profiler.returncode == 0
+    stderr = profiler.stderr_path.read_text()
+    ended = summary_number(stderr, "connections ended over --max-buffered-bytes")
+    assert ended >= 10, stderr
+    assert "--max-buffered-bytes raises the limit" in stderr
+    big = [l for l in of_port(lines, drain.port) if l.get("url") == "/big"]
+    # Every head is written once: the ended connections' as timed out, the rest at stop.
+    reasons = [l["incomplete_reason"] for l in big]
+    assert len(big) == 40, reasons
+    assert reasons.count("timeout") == ended, reasons
+    assert reasons.count("shutdown") == 40 - ended, reasons
 
 
 def rss_kib(pid):
