@@ -26,6 +26,17 @@ pub struct PendingRequest {
     pub end_ns: Option<u64>,
 }
 
+impl PendingRequest {
+    /// Bytes its text holds outside the struct (short text is kept inline).
+    fn heap_bytes(&self) -> usize {
+        [&self.method, &self.url]
+            .into_iter()
+            .filter(|t| t.is_heap_allocated())
+            .map(|t| t.capacity())
+            .sum()
+    }
+}
+
 /// A parsed message with what pairing knows of it.
 #[derive(Debug)]
 pub struct Paired {
@@ -42,6 +53,8 @@ pub struct Paired {
 #[derive(Debug, Default)]
 pub struct Pairing {
     pending: VecDeque<PendingRequest>,
+    /// What the waiting requests' text holds outside the queue.
+    pending_heap: usize,
     /// Requests dropped from a full queue.
     pub evicted: u64,
     /// Records were lost and no response has been paired with certainty since.
@@ -52,6 +65,27 @@ impl Pairing {
     /// A sink for one direction's parser that pairs into `out`.
     pub fn sink<'a>(&'a mut self, out: &'a mut Vec<Paired>) -> PairingSink<'a> {
         PairingSink { pairing: self, out }
+    }
+
+    /// Bytes the queue of waiting requests holds (allocated sizes).
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity() * std::mem::size_of::<PendingRequest>() + self.pending_heap
+    }
+
+    fn push(&mut self, request: PendingRequest) {
+        self.pending_heap += request.heap_bytes();
+        self.pending.push_back(request);
+    }
+
+    fn pop(&mut self) -> Option<PendingRequest> {
+        let request = self.pending.pop_front()?;
+        self.pending_heap -= request.heap_bytes();
+        Some(request)
+    }
+
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.pending_heap = 0;
     }
 }
 
@@ -66,12 +100,11 @@ impl MessageSink for PairingSink<'_> {
     }
 
     fn request_started(&mut self, method: &str, url: &str) {
-        let pending = &mut self.pairing.pending;
-        if pending.len() >= MAX_PENDING {
-            pending.pop_front();
+        if self.pairing.pending.len() >= MAX_PENDING {
+            self.pairing.pop();
             self.pairing.evicted += 1;
         }
-        pending.push_back(PendingRequest {
+        self.pairing.push(PendingRequest {
             method: method.into(),
             url: url.into(),
             end_ns: None,
@@ -79,7 +112,7 @@ impl MessageSink for PairingSink<'_> {
     }
 
     fn records_lost(&mut self) {
-        self.pairing.pending.clear();
+        self.pairing.clear();
         self.pairing.unsure = true;
     }
 
@@ -100,7 +133,7 @@ impl MessageSink for PairingSink<'_> {
             StartLine::Response { .. } if self.pairing.unsure && !self.resynced(&message) => {
                 // Keep the queue bounded while pipelined traffic stays ambiguous.
                 if self.pairing.pending.len() > 1 {
-                    self.pairing.pending.pop_front();
+                    self.pairing.pop();
                 }
                 (None, true)
             }
@@ -108,7 +141,7 @@ impl MessageSink for PairingSink<'_> {
             StartLine::Response { status, .. } if (100..200).contains(status) && *status != 101 => {
                 (self.pairing.pending.front().cloned(), false)
             }
-            StartLine::Response { .. } => (self.pairing.pending.pop_front(), false),
+            StartLine::Response { .. } => (self.pairing.pop(), false),
         };
         let latency_ns = request
             .as_ref()

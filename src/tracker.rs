@@ -224,7 +224,7 @@ impl Tracker {
         }
         conn.messages += found.len() as u64;
         self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
-        let held = conn.dirs.iter().map(|d| d.parser.held_bytes()).sum();
+        let held = Self::held_by(conn);
         self.held = self.held - conn.held + held;
         conn.held = held;
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
@@ -305,6 +305,16 @@ impl Tracker {
             ignored: false,
             held: 0,
         }
+    }
+
+    /// What a connection holds for messages in progress: its parsers' buffers and its
+    /// queue of requests awaiting responses.
+    fn held_by(conn: &Connection) -> usize {
+        conn.dirs
+            .iter()
+            .map(|d| d.parser.held_bytes())
+            .sum::<usize>()
+            + conn.pairing.held_bytes()
     }
 
     /// Ends a connection: messages in progress are written, flagged with `why`.
@@ -388,7 +398,7 @@ impl Tracker {
             let idle = now_ns.saturating_sub(conn.last_seen_ns);
             if idle > timeout_ns && conn.dirs.iter().any(|d| d.parser.in_message()) {
                 Self::flush(conn, Incomplete::Timeout, out);
-                let held = conn.dirs.iter().map(|d| d.parser.held_bytes()).sum();
+                let held = Self::held_by(conn);
                 self.held = self.held - conn.held + held;
                 conn.held = held;
             }

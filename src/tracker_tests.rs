@@ -317,7 +317,8 @@ fn the_connection_being_fed_is_never_ended_for_memory() {
     );
     assert!(out.is_empty());
     assert_eq!(t.stats.evicted_for_memory, 0);
-    // Its head completes and is written whole; the buffer it leaves is small.
+    // Its head completes and is written whole; what it leaves (a 4 KiB head buffer, the
+    // request awaiting its response) is small.
     let out = feed(
         &mut t,
         header(DIRECTION_SEND, head.len() as u64, 4, 2),
@@ -325,5 +326,32 @@ fn the_connection_being_fed_is_never_ended_for_memory() {
     );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].paired.message.incomplete, None);
-    assert!(t.held_bytes() <= 4096);
+    assert!(t.held_bytes() <= 5 * 1024, "{}", t.held_bytes());
+}
+
+#[test]
+fn requests_awaiting_responses_count_against_the_memory_limit() {
+    let mut t = Tracker::new(Limits::default(), 16, 300 * 1024);
+    let long_url = "u".repeat(2048);
+    let requests: Vec<u8> = (0..100)
+        .flat_map(|i| format!("GET /{i}{long_url} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
+        .collect();
+    for sock in 1u64..=2 {
+        let mut h = header(DIRECTION_SEND, 0, requests.len(), sock);
+        h.sock = sock;
+        assert_eq!(feed(&mut t, h, &requests).len(), 100);
+    }
+    // 100 URLs of 2 KiB waiting on each: the older connection goes.
+    assert_eq!(t.stats.evicted_for_memory, 1);
+    assert_eq!(t.connections(), 1);
+    let waiting = t.held_bytes();
+    assert!(waiting > 200 * 1024, "{waiting}");
+    // Answered, the requests leave the queue and their bytes with them.
+    let responses = RESP.repeat(100);
+    let mut h = header(DIRECTION_RECV, 0, responses.len(), 3);
+    h.sock = 2;
+    let out = feed(&mut t, h, &responses);
+    assert_eq!(out.len(), 100);
+    assert!(out.iter().all(|e| e.paired.request.is_some()));
+    assert!(t.held_bytes() < 20 * 1024, "{}", t.held_bytes());
 }
