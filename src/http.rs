@@ -146,12 +146,12 @@ enum Body {
 enum State {
     /// Looking for a message head; `synced` is false after garbage or a gap, when the
     /// next head may start anywhere.
-    Head {
-        synced: bool,
-    },
+    Head { synced: bool },
     Body {
         message: Box<Message>,
         body: Body,
+        /// What the message's header fields hold (`fields_held`), counted once.
+        fields_held: usize,
     },
     /// The connection switched to another protocol (101, CONNECT): nothing more is HTTP.
     Done,
@@ -218,7 +218,11 @@ impl Parser {
     /// body and raw bytes kept so far (allocated sizes).
     pub fn held_bytes(&self) -> usize {
         let message = match &self.state {
-            State::Body { message, .. } => message.body.capacity() + message.raw.capacity(),
+            State::Body {
+                message,
+                fields_held,
+                ..
+            } => message.body.capacity() + message.raw.capacity() + fields_held,
             State::Head { .. } | State::Done => 0,
         };
         self.head.capacity() + message
@@ -255,7 +259,7 @@ impl Parser {
                     self.flush_head(Incomplete::Gap, sink);
                 }
             }
-            State::Body { message, body } => {
+            State::Body { message, body, .. } => {
                 match why {
                     Missing::Lost => message.capture_gap = true,
                     Missing::Omitted(reason) => message.body_omitted = Some(reason),
@@ -418,6 +422,7 @@ impl Parser {
             }
             body => {
                 self.state = State::Body {
+                    fields_held: fields_held(&message.headers),
                     message: Box::new(message),
                     body,
                 }
@@ -426,7 +431,7 @@ impl Parser {
     }
 
     fn feed_body(&mut self, bytes: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) -> usize {
-        let State::Body { message, body } = &mut self.state else {
+        let State::Body { message, body, .. } = &mut self.state else {
             return 0;
         };
         let limits = self.limits;
@@ -685,6 +690,17 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
             .map(|h| (Text::from(h.name), Text::from_utf8_lossy(h.value))),
     );
     fields
+}
+
+/// Bytes a list of header fields holds: the list, and text too long to be kept inline.
+fn fields_held(fields: &Vec<Field>) -> usize {
+    let text = fields
+        .iter()
+        .flat_map(|(name, value)| [name, value])
+        .filter(|t| t.is_heap_allocated())
+        .map(|t| t.capacity())
+        .sum::<usize>();
+    fields.capacity() * std::mem::size_of::<Field>() + text
 }
 
 fn header<'a>(headers: &'a [Field], name: &'a str) -> impl Iterator<Item = &'a str> {

@@ -482,3 +482,17 @@ fn a_large_head_leaves_no_large_buffer_behind() {
     assert_eq!(c.messages().len(), 2);
     assert!(c.requests.head.capacity() <= KEEP_HEAD_CAPACITY);
 }
+
+#[test]
+fn a_body_in_progress_counts_the_fields_of_its_head() {
+    let mut c = Conn::new(Limits::default());
+    let value = "v".repeat(1000);
+    let fields: String = (0..20).map(|i| format!("X-{i}: {value}\r\n")).collect();
+    c.req(format!("POST / HTTP/1.1\r\n{fields}Content-Length: 10\r\n\r\n12345").as_bytes());
+    assert!(c.messages().is_empty());
+    let held = c.requests.held_bytes();
+    assert!(held >= 20 * 1000, "{held}");
+    c.req(b"67890");
+    assert_eq!(c.messages().len(), 1);
+    assert!(c.requests.held_bytes() <= KEEP_HEAD_CAPACITY);
+}
