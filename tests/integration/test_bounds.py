@@ -1,6 +1,8 @@
-"""Bounds: a full connection table evicts and counts; under sustained load memory stays
-under a cap and no descriptor leaks. SOAK_SECONDS (default 60) sets the soak's length,
-SOAK_RSS_MB (default 128) its memory cap; `make soak` runs it for 10 minutes."""
+"""Bounds: a full connection table evicts and counts; messages in progress past
+--max-buffered-bytes end the oldest connections and keep the peak RSS down; under
+sustained load memory stays under a cap and no descriptor leaks. SOAK_SECONDS (default
+60) sets the soak's length, SOAK_RSS_MB (default 128) its memory cap; `make soak` runs it
+for 10 minutes."""
 
 import json
 import os
@@ -45,17 +47,21 @@ def test_a_full_connection_table_evicts_and_counts(start_profiler, echo_server):
 
 def test_messages_in_progress_past_the_memory_limit_end_the_oldest_connections(start_profiler):
     drain = DrainServer()
-    profiler = start_profiler("--port", str(drain.port), "--max-buffered-bytes", str(1 << 20))
-    # 20 connections, each with a 60 KB head that never ends, seen from both ends: about
-    # 2.4 MB of heads in progress against a limit of 1 MiB.
+    profiler = start_profiler("--port", str(drain.port), "--max-buffered-bytes", str(8 << 20))
+    before = peak_rss_kib(profiler.proc.pid)
+    # 400 connections, each with a 60 KB head that never ends, seen from both ends: about
+    # 50 MB of heads in progress (and as much more RSS without the limit) against 8 MiB.
+    n = 400
     head = b"GET /big HTTP/1.1\r\nX-Big: " + b"a" * 60000
     clients = []
-    for _ in range(20):
+    for i in range(n):
         s = socket.create_connection(("127.0.0.1", drain.port))
         s.sendall(head)
         clients.append(s)
-        time.sleep(0.02)
-    time.sleep(1)
+        if i % 50 == 0:
+            time.sleep(0.05)
+    time.sleep(2)
+    grown_mib = (peak_rss_kib(profiler.proc.pid) - before) / 1024
     lines = profiler.stop()
     for s in clients:
         s.close()
@@ -63,14 +69,22 @@ def test_messages_in_progress_past_the_memory_limit_end_the_oldest_connections(s
     assert profiler.returncode == 0
     stderr = profiler.stderr_path.read_text()
     ended = summary_number(stderr, "connections ended over --max-buffered-bytes")
-    assert ended >= 10, stderr
+    assert ended >= n, stderr
     assert "--max-buffered-bytes raises the limit" in stderr
+    assert grown_mib < 20, f"peak RSS grew by {grown_mib:.1f} MiB"
     big = [l for l in of_port(lines, drain.port) if l.get("url") == "/big"]
     # Every head is written once: the ended connections' as timed out, the rest at stop.
     reasons = [l["incomplete_reason"] for l in big]
-    assert len(big) == 40, reasons
-    assert reasons.count("timeout") == ended, reasons
-    assert reasons.count("shutdown") == 40 - ended, reasons
+    assert len(big) == 2 * n, len(big)
+    assert reasons.count("timeout") == ended, ended
+    assert reasons.count("shutdown") == 2 * n - ended, ended
+
+
+def peak_rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
 
 
 def rss_kib(pid):
