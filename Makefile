@@ -7,7 +7,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 PROFILER := target/release/http-profiler
 PYTEST := python3 -m pytest
 
-.PHONY: all setup build lint unit integration nix-check vm-test test demo clean help fuzz audit soak
+.PHONY: all setup build lint unit integration nix-check vm-test test demo clean help fuzz fuzz-gate audit soak
 
 all: build
 
@@ -60,11 +60,12 @@ vm-test: setup
 	bash vm-tests/run.sh
 	bash vm-tests/selftest.sh
 
-test: lint unit nix-check audit fuzz integration vm-test
+test: lint unit nix-check audit fuzz fuzz-gate integration vm-test
 
 # Fuzzing: each target of fuzz/ for FUZZ_SECONDS on the committed corpus (copied, so the
 # tree stays as it is); any panic, hang (-timeout) or memory blow-up (-rss_limit_mb)
-# fails. The crate is built without the probes (AYA_BUILD_SKIP) and without a sanitizer:
+# fails, by libFuzzer's exit status or by the input it saves, and so does a run that
+# executed nothing. The crate is built without the probes (AYA_BUILD_SKIP) and without a sanitizer:
 # the code under test is safe Rust, and debug assertions catch overflow.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := pipeline parser
@@ -77,9 +78,17 @@ fuzz: setup
 		$(FUZZ_BIN)/$$t $$work -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 			-max_len=4096 -print_final_stats=1 -artifact_prefix=$$work/ 2>$$work/log; \
 		rc=$$?; grep -E "^stat::number_of_executed_units|^Done" $$work/log; \
-		if [ $$rc -ne 0 ]; then tail -n 60 $$work/log; echo "fuzz: $$t failed, input in $$work"; exit 1; fi; \
+		found=$$(cd $$work && ls | grep -E '^(crash|leak|timeout|oom)-'); \
+		if [ $$rc -ne 0 ] || [ -n "$$found" ]; then tail -n 60 $$work/log; \
+			echo "fuzz: $$t failed (exit status $$rc; $${found:-no input saved}), in $$work"; exit 1; fi; \
+		if ! grep -qE '^Done [1-9][0-9]* runs' $$work/log; then tail -n 20 $$work/log; \
+			echo "fuzz: $$t ran no input"; exit 1; fi; \
 		rm -rf $$work; \
 	done
+
+# make fuzz itself fails on a saved failing input and on a run of no input (stand-in targets).
+fuzz-gate: setup
+	bash tests/fuzz/test-fuzz-gate.sh
 
 # The long soak: the profiler under sustained demo traffic for 10 minutes, memory under
 # SOAK_RSS_MB (default 128) and no descriptor leak (make test runs it for 60 s).
