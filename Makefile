@@ -65,8 +65,8 @@ test: lint unit nix-check audit fuzz fuzz-gate integration vm-test
 # Fuzzing: each target of fuzz/ for FUZZ_SECONDS on the committed corpus (copied, so the
 # tree stays as it is); any panic, hang (-timeout) or memory blow-up (-rss_limit_mb)
 # fails, by libFuzzer's exit status or by the input it saves, and so does a run that
-# executed nothing. The crate is built without the probes (AYA_BUILD_SKIP) and without a sanitizer:
-# the code under test is safe Rust, and debug assertions catch overflow.
+# executed nothing. The crate is built without the probes (AYA_BUILD_SKIP) and without a
+# sanitizer: the code under test is safe Rust, and debug assertions catch overflow.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := pipeline parser
 FUZZ_BIN := fuzz/target/x86_64-unknown-linux-gnu/release

@@ -692,15 +692,23 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
     fields
 }
 
-/// Bytes a list of header fields holds: the list, and text too long to be kept inline.
+/// Bytes a list of header fields holds: the list, and its text (`text_held`).
 fn fields_held(fields: &Vec<Field>) -> usize {
     let text = fields
         .iter()
         .flat_map(|(name, value)| [name, value])
-        .filter(|t| t.is_heap_allocated())
-        .map(|t| t.capacity())
+        .map(text_held)
         .sum::<usize>();
     fields.capacity() * std::mem::size_of::<Field>() + text
+}
+
+/// Bytes `text` holds outside itself: none when it is short enough to be kept inline.
+pub fn text_held(text: &Text) -> usize {
+    if text.is_heap_allocated() {
+        text.capacity()
+    } else {
+        0
+    }
 }
 
 fn header<'a>(headers: &'a [Field], name: &'a str) -> impl Iterator<Item = &'a str> {

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::http::{Message, MessageSink, StartLine, Text};
+use crate::http::{Message, MessageSink, StartLine, Text, text_held};
 
 /// More requests than this waiting for responses means responses are not being seen;
 /// the oldest are dropped so memory stays bounded.
@@ -27,13 +27,9 @@ pub struct PendingRequest {
 }
 
 impl PendingRequest {
-    /// Bytes its text holds outside the struct (short text is kept inline).
+    /// Bytes its text holds outside the struct (`text_held`).
     fn heap_bytes(&self) -> usize {
-        [&self.method, &self.url]
-            .into_iter()
-            .filter(|t| t.is_heap_allocated())
-            .map(|t| t.capacity())
-            .sum()
+        text_held(&self.method) + text_held(&self.url)
     }
 }
 

@@ -104,7 +104,7 @@ struct Connection {
     bytes_seen: u64,
     messages: u64,
     ignored: bool,
-    /// What its parsers held when last counted (`Parser::held_bytes`).
+    /// What it held for messages in progress when last counted (`Tracker::recount`).
     held: usize,
 }
 
@@ -113,7 +113,8 @@ pub struct Tracker {
     next_id: u64,
     limits: Limits,
     max_conns: usize,
-    /// Bytes all parsers hold for messages in progress, and the most they may.
+    /// Bytes all connections hold for messages in progress (the sum of their `held`),
+    /// and the most they may.
     held: usize,
     max_held: usize,
     pub stats: TrackerStats,
@@ -134,7 +135,7 @@ impl Tracker {
         }
     }
 
-    /// Bytes all parsers hold for messages in progress.
+    /// Bytes all connections hold for messages in progress.
     pub fn held_bytes(&self) -> usize {
         self.held
     }
@@ -224,9 +225,7 @@ impl Tracker {
         }
         conn.messages += found.len() as u64;
         self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
-        let held = Self::held_by(conn);
-        self.held = self.held - conn.held + held;
-        conn.held = held;
+        Self::recount(&mut self.held, conn);
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
         let not_http = conn.messages == 0
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
@@ -307,22 +306,32 @@ impl Tracker {
         }
     }
 
-    /// What a connection holds for messages in progress: its parsers' buffers and its
-    /// queue of requests awaiting responses.
-    fn held_by(conn: &Connection) -> usize {
-        conn.dirs
+    /// Counts again what `conn` holds for messages in progress (its parsers' buffers
+    /// and its queue of requests awaiting responses) and moves the table's `total` by
+    /// the difference.
+    fn recount(total: &mut usize, conn: &mut Connection) {
+        let held = conn
+            .dirs
             .iter()
             .map(|d| d.parser.held_bytes())
             .sum::<usize>()
-            + conn.pairing.held_bytes()
+            + conn.pairing.held_bytes();
+        *total = *total - conn.held + held;
+        conn.held = held;
+    }
+
+    /// Takes a connection out of the table, and what it held out of the total.
+    fn remove_conn(&mut self, sock: u64) -> Option<Connection> {
+        let conn = self.conns.remove(&sock)?;
+        self.held -= conn.held;
+        Some(conn)
     }
 
     /// Ends a connection: messages in progress are written, flagged with `why`.
     fn end_conn(&mut self, sock: u64, why: Incomplete, out: &mut Vec<Emitted>) {
-        let Some(mut conn) = self.conns.remove(&sock) else {
+        let Some(mut conn) = self.remove_conn(sock) else {
             return;
         };
-        self.held -= conn.held;
         Self::flush(&mut conn, why, out);
     }
 
@@ -398,18 +407,14 @@ impl Tracker {
             let idle = now_ns.saturating_sub(conn.last_seen_ns);
             if idle > timeout_ns && conn.dirs.iter().any(|d| d.parser.in_message()) {
                 Self::flush(conn, Incomplete::Timeout, out);
-                let held = Self::held_by(conn);
-                self.held = self.held - conn.held + held;
-                conn.held = held;
+                Self::recount(&mut self.held, conn);
             }
             if idle > forget_ns {
                 forget.push(*sock);
             }
         }
         for sock in forget {
-            if let Some(conn) = self.conns.remove(&sock) {
-                self.held -= conn.held;
-            }
+            self.remove_conn(sock);
         }
     }
 

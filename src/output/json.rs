@@ -34,10 +34,7 @@ impl<'a> Object<'a> {
             "{name} would need escaping"
         );
         self.out.reserve(name.len() + 4);
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
+        self.comma();
         self.out.push(b'"');
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b"\":");
@@ -52,6 +49,7 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    #[inline(always)]
     fn comma(&mut self) {
         if !self.empty {
             self.out.push(b',');
@@ -106,8 +104,8 @@ impl<'a> Object<'a> {
         written.expect("writing into memory cannot fail");
     }
 
-    /// A member whose value is text known to need no escaping (a timestamp), written
-    /// between quotes as it is.
+    /// A member whose value is text known to need no escaping (a timestamp, or one of
+    /// the line's own constant values), written between quotes as it is.
     #[inline(always)]
     pub fn plain_str(&mut self, name: &'static str, value: &str) {
         let out = self.key(name);
