@@ -1,6 +1,7 @@
 """Memory with many kept-alive connections: more connections than --max-connections,
 each sending requests in rounds, while the profiler captures the service. Its table must
-reach the cap, count what it evicts, and stop growing."""
+reach the cap, count what it evicts, and stop growing; what the profiler's CPU costs per
+request there shows what an eviction costs."""
 
 import resource
 import socket
@@ -41,11 +42,13 @@ def check(target, workdir, count, cap):
             s = socket.create_connection(("127.0.0.1", target.port))
             socks.append(s)
         request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\n\r\n".encode()
+        cpu_start = observers.cpu_seconds(obs.pid)
         for _ in range(ROUNDS):
             _round(socks, request, b"hello from nginx\n")
             time.sleep(1)
             status = open(f"/proc/{obs.pid}/status").read()
             rss.append(int(status.split("VmRSS:")[1].split()[0]))
+        cpu = observers.cpu_seconds(obs.pid) - cpu_start
         result = obs.finish()
     finally:
         for s in socks:
@@ -56,4 +59,5 @@ def check(target, workdir, count, cap):
     return {"connections": count, "cap": cap, "rounds": ROUNDS, "rss_kib_start": start_rss,
             "rss_kib_after_round": rss, "peak_rss_kib": result["rss_kib"],
             "evicted": result["evicted"], "drops": result["drops"],
-            "captured": result["captured"], "requests": count * ROUNDS}
+            "captured": result["captured"], "requests": count * ROUNDS,
+            "cpu_us_per_request": cpu * 1e6 / (count * ROUNDS)}

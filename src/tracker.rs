@@ -1,10 +1,7 @@
 //! The connection table: routes each record to its connection end, runs that end's
 //! stream cursors and parsers, and pairs what they find.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http_profiler_common::{
     CloseRecord, DIRECTION_RECV, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE,
@@ -17,6 +14,11 @@ use crate::{
     record::Record,
     stream::StreamCursor,
 };
+
+/// Connections in order of their last record, so that ending the least recently active
+/// one takes constant time however full the table is (a search of 65,536 entries, each
+/// on a cache line of its own, costs milliseconds).
+type Table = lru::LruCache<u64, Connection>;
 
 const AF_INET: u16 = 2;
 
@@ -109,7 +111,7 @@ struct Connection {
 }
 
 pub struct Tracker {
-    conns: HashMap<u64, Connection>,
+    conns: Table,
     next_id: u64,
     limits: Limits,
     max_conns: usize,
@@ -125,7 +127,7 @@ impl Tracker {
     /// most `max_held` bytes.
     pub fn new(limits: Limits, max_conns: usize, max_held: usize) -> Self {
         Self {
-            conns: HashMap::new(),
+            conns: Table::unbounded(),
             next_id: 1,
             limits,
             max_conns: max_conns.max(1),
@@ -163,21 +165,24 @@ impl Tracker {
     ) -> Option<Ignore> {
         let reused = self
             .conns
-            .get(&h.sock)
+            .peek(&h.sock)
             .is_some_and(|c| c.generation != h.generation);
         if reused {
             // The kernel object now holds another connection: the old one closed unseen.
             self.end_conn(h.sock, Incomplete::Closed, out);
         }
-        if !self.conns.contains_key(&h.sock) {
-            self.make_room(out);
-            let conn = self.new_conn(h);
-            self.conns.insert(h.sock, conn);
+        match self.conns.peek(&h.sock) {
+            // Left as not HTTP: its records change nothing, so they do not make it recent.
+            Some(conn) if conn.ignored => return None,
+            Some(_) => {}
+            None => {
+                self.make_room(out);
+                let conn = self.new_conn(h);
+                self.conns.put(h.sock, conn);
+            }
         }
+        // Moves it to the recent end of the table.
         let conn = self.conns.get_mut(&h.sock)?;
-        if conn.ignored {
-            return None;
-        }
         conn.last_seen_ns = h.timestamp_ns;
         conn.bytes_seen += payload.len() as u64;
         let meta = ChunkMeta {
@@ -250,13 +255,13 @@ impl Tracker {
         }
         debug_assert_eq!(
             self.held,
-            self.conns.values().map(|c| c.held).sum::<usize>()
+            self.conns.iter().map(|(_, c)| c.held).sum::<usize>()
         );
         ignore
     }
 
     fn on_close(&mut self, close: &CloseRecord, out: &mut Vec<Emitted>) {
-        let Some(conn) = self.conns.get_mut(&close.sock) else {
+        let Some(conn) = self.conns.peek_mut(&close.sock) else {
             return;
         };
         if conn.generation != close.generation {
@@ -322,7 +327,7 @@ impl Tracker {
 
     /// Takes a connection out of the table, and what it held out of the total.
     fn remove_conn(&mut self, sock: u64) -> Option<Connection> {
-        let conn = self.conns.remove(&sock)?;
+        let conn = self.conns.pop(&sock)?;
         self.held -= conn.held;
         Some(conn)
     }
@@ -357,7 +362,7 @@ impl Tracker {
     fn shed_memory(&mut self, busy: u64, out: &mut Vec<Emitted>) {
         // Only the busy connection holds anything: there is nothing to end, and no need
         // to search the table for every record of it.
-        if self.conns.get(&busy).is_some_and(|c| c.held == self.held) {
+        if self.conns.peek(&busy).is_some_and(|c| c.held == self.held) {
             return;
         }
         if self.stats.evicted_for_memory == 0 {
@@ -367,18 +372,21 @@ impl Tracker {
                 self.max_held >> 20
             );
         }
-        let target = self.max_held / 4 * 3;
-        let mut by_age: Vec<(u64, u64)> = self
+        let excess = self.held - self.max_held / 4 * 3;
+        let mut freed = 0;
+        let oldest_holders: Vec<u64> = self
             .conns
             .iter()
+            .rev()
             .filter(|(s, c)| **s != busy && c.held > 0)
-            .map(|(s, c)| (c.last_seen_ns, *s))
+            .take_while(|(_, c)| {
+                let enough = freed >= excess;
+                freed += c.held;
+                !enough
+            })
+            .map(|(s, _)| *s)
             .collect();
-        by_age.sort_unstable();
-        for (_, sock) in by_age {
-            if self.held <= target {
-                break;
-            }
+        for sock in oldest_holders {
             self.stats.evicted_for_memory += 1;
             self.end_conn(sock, Incomplete::Timeout, out);
         }
@@ -388,12 +396,7 @@ impl Tracker {
         if self.conns.len() < self.max_conns {
             return;
         }
-        if let Some(oldest) = self
-            .conns
-            .iter()
-            .min_by_key(|(_, c)| c.last_seen_ns)
-            .map(|(s, _)| *s)
-        {
+        if let Some(oldest) = self.conns.peek_lru().map(|(s, _)| *s) {
             self.stats.evicted += 1;
             self.end_conn(oldest, Incomplete::Timeout, out);
         }
@@ -421,7 +424,7 @@ impl Tracker {
     /// Writes every message in progress, flagged: the profiler is stopping.
     pub fn finish_all(&mut self, out: &mut Vec<Emitted>) {
         self.held = 0;
-        for (_, mut conn) in self.conns.drain() {
+        while let Some((_, mut conn)) = self.conns.pop_lru() {
             Self::flush(&mut conn, Incomplete::Shutdown, out);
         }
     }

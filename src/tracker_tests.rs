@@ -157,16 +157,80 @@ fn stalled_messages_time_out_and_idle_connections_are_forgotten() {
     assert_eq!(t.connections(), 0);
 }
 
+fn on_sock(sock: u64, pos: u64, payload: &[u8], ts: u64) -> DataHeader {
+    let mut h = header(DIRECTION_SEND, pos, payload.len(), ts);
+    h.sock = sock;
+    h
+}
+
 #[test]
 fn a_full_table_evicts_the_least_recently_active_connection() {
     let mut t = Tracker::new(Limits::default(), 2, usize::MAX);
-    for (i, sock) in [1u64, 2, 3].into_iter().enumerate() {
-        let mut h = header(DIRECTION_SEND, 0, 4, i as u64);
-        h.sock = sock;
-        feed(&mut t, h, b"GET ");
-    }
+    let start = b"GET /a HTTP/1.1\r\n";
+    feed(&mut t, on_sock(1, 0, start, 1), start);
+    feed(&mut t, on_sock(2, 0, start, 2), start);
+    // The first connection is the older one, but the more recently active.
+    feed(
+        &mut t,
+        on_sock(1, start.len() as u64, b"Host: h\r\n", 3),
+        b"Host: h\r\n",
+    );
+    let out = feed(&mut t, on_sock(3, 0, start, 4), start);
     assert_eq!(t.connections(), 2);
     assert_eq!(t.stats.evicted, 1);
+    // The second one's head in progress is written, flagged, as it goes.
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conn_id, 2);
+    assert_eq!(out[0].paired.message.incomplete, Some(Incomplete::Timeout));
+}
+
+#[test]
+fn a_connection_left_as_not_http_does_not_become_recent() {
+    let mut t = Tracker::new(Limits::default(), 2, usize::MAX);
+    let binary = vec![0u8; 20 * 1024];
+    assert!(
+        t.on_record(
+            &Record::Data {
+                header: on_sock(1, 0, &binary, 1),
+                payload: &binary
+            },
+            &mut Vec::new()
+        )
+        .is_some()
+    );
+    let start = b"GET /a HTTP/1.1\r\n";
+    feed(&mut t, on_sock(2, 0, start, 2), start);
+    // Records already in flight for the first one arrive after the second's.
+    feed(&mut t, on_sock(1, binary.len() as u64, b"more", 3), b"more");
+    let out = feed(&mut t, on_sock(3, 0, start, 4), start);
+    // Ending the HTTP one would have written its head in progress.
+    assert!(out.is_empty(), "the HTTP connection was evicted: {out:?}");
+    assert_eq!(t.stats.evicted, 1);
+}
+
+#[test]
+fn memory_is_taken_back_from_the_least_recently_active_connections() {
+    let mut t = Tracker::new(Limits::default(), 16, 100 * 1024);
+    let start = b"GET / HTTP/1.1\r\n";
+    let rest = format!("X-Big: {}", "a".repeat(30 * 1024));
+    // The first connection is the oldest, but the most recently active when the fourth
+    // takes the total past the limit.
+    feed(&mut t, on_sock(1, 0, start, 1), start);
+    for sock in 2u64..=3 {
+        let head = [&start[..], rest.as_bytes()].concat();
+        feed(&mut t, on_sock(sock, 0, &head, sock), &head);
+    }
+    let touch = on_sock(1, start.len() as u64, rest.as_bytes(), 4);
+    feed(&mut t, touch, rest.as_bytes());
+    assert_eq!(
+        t.stats.evicted_for_memory, 0,
+        "the limit was reached too soon"
+    );
+    let head = [&start[..], rest.as_bytes()].concat();
+    let out = feed(&mut t, on_sock(4, 0, &head, 5), &head);
+    let ended: Vec<u64> = out.iter().map(|e| e.conn_id).collect();
+    assert_eq!(ended, [2, 3]);
+    assert_eq!(t.stats.evicted_for_memory, 2);
 }
 
 fn with_other_pos(mut h: DataHeader, other_pos: u64) -> DataHeader {
