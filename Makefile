@@ -34,6 +34,9 @@ NIX_FMT_CHECK := scripts/nix-fmt-check
 lint: setup
 	cargo fmt --all --check
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
+	@# cargo fuzz build has no --locked: a fuzz/Cargo.lock left behind a new dependency
+	@# would be rewritten in the build and skipped by make audit.
+	cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 	cargo fmt --manifest-path $(NIX_FMT_CHECK)/Cargo.toml --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo clippy --manifest-path $(NIX_FMT_CHECK)/Cargo.toml --target-dir $(NIX_FMT_CHECK)/target \
