@@ -173,6 +173,14 @@ def targets_section(runs, meta):
                 f"CPU per exchange with --max-connections {c['cap']} and "
                 f"{small['cpu_us_per_request']:.1f} us with {small['cap']} ({small['evicted']} evictions), "
                 f"a ratio of {ratio:.2f} for a table four times larger (no target).")
+    h = meta.get("housekeeping")
+    if h:
+        lines.append(
+            f"- Housekeeping (the once-a-second check for stalled messages and idle connections, "
+            f"bench/housekeeping.rs) over a table of {h['connections']} connections: "
+            f"{h['busy_ms_per_pass']:.3f} ms per pass with every connection busy, "
+            f"{h['idle_ms_per_pass']:.2f} ms with every one idle past --message-timeout, so at most "
+            f"{h['idle_ms_per_pass']:.1f} millicores (median of {h['runs']} runs; no target).")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """make bench: interleaved runs of every mode against every target, closed loop and at
-fixed rates, then a 60 s run at a fixed rate and a many-connections memory check.
+fixed rates, then a 60 s run at a fixed rate, a many-connections memory check and the
+connection table's housekeeping (bench/housekeeping.rs).
 Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
@@ -96,6 +97,20 @@ def rotated(items, k):
     return items[k:] + items[:k]
 
 
+def housekeeping(runs=3):
+    """bench/housekeeping.rs: the connection table's once-a-second pass over a full
+    table, busy and idle; the median of `runs` runs of each figure."""
+    root = HERE.parent
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", "housekeeping"],
+                   cwd=root, check=True)
+    results = [json.loads(subprocess.run([str(root / "target" / "release" / "examples" / "housekeeping")],
+                                         capture_output=True, text=True, check=True).stdout)
+               for _ in range(runs)]
+    median = lambda key: sorted(r[key] for r in results)[len(results) // 2]
+    return {"connections": results[0]["connections"], "runs": runs,
+            "busy_ms_per_pass": median("busy_ms_per_pass"), "idle_ms_per_pass": median("idle_ms_per_pass")}
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
@@ -181,6 +196,9 @@ def main():
                 print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP // 4}", flush=True)
                 meta["conns_small_table"] = conns.check(nginx, workdir, CONNS, CONN_CAP // 4)
                 save()
+            print("bench: housekeeping of a full connection table", flush=True)
+            meta["housekeeping"] = housekeeping()
+            save()
         finally:
             for t in started:
                 t.stop()

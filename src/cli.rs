@@ -78,7 +78,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES", value_parser = ring_size)]
     pub ring_buffer_bytes: u32,
 
-    /// Seconds a message may stall before it is written, flagged incomplete.
+    /// Seconds a message may stall before it is written, flagged incomplete (checked once
+    /// a second).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub message_timeout: u64,
 

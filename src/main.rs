@@ -160,8 +160,13 @@ fn probe_config(
     Ok(config)
 }
 
-/// Time between two checks for stalled messages, flushes and counter reads.
+/// Time between two flushes of the output and reads of the counters.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
+
+/// Time between two checks for stalled messages and idle connections: each looks at every
+/// connection idle for longer than --message-timeout (tens of thousands on a server with
+/// many idle keep-alive clients, a few milliseconds), and the timeout counts in seconds.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// Unread bytes past which a record wakes the reader at once: an eighth of the ring, so
 /// that a burst gets read long before the ring fills, while a steady rate is read in
@@ -313,6 +318,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let next_drain = tokio::time::sleep(pace.busy);
     tokio::pin!(next_drain);
     let mut last_housekeeping = Instant::now();
+    let mut last_expire = last_housekeeping;
     let mut last = Counters::default();
     let timeout_ns = cli.message_timeout.saturating_mul(1_000_000_000);
     loop {
@@ -334,7 +340,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     continue;
                 }
                 last_housekeeping = now;
-                pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
+                if now >= last_expire + EXPIRE_EVERY {
+                    last_expire = now;
+                    pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
+                }
                 pipeline.write_emitted();
                 pipeline.sink.flush();
                 let now = probes.counters();

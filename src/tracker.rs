@@ -404,10 +404,20 @@ impl Tracker {
 
     /// Writes messages stalled for longer than `timeout_ns` (flagged), and forgets
     /// connections idle for longer than `forget_ns`.
+    ///
+    /// Walks from the least recently active end and stops at the first connection active
+    /// within both: every one after it is more recent still. (Timestamps come from several
+    /// CPUs, so the order can be off by the few microseconds between their records; a
+    /// connection that this hides is found by the next call.) With every connection busy
+    /// this looks at one; only idle ones cost a step each.
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64, forget_ns: u64, out: &mut Vec<Emitted>) {
+        let recent = timeout_ns.min(forget_ns);
         let mut forget = Vec::new();
-        for (sock, conn) in self.conns.iter_mut() {
+        for (sock, conn) in self.conns.iter_mut().rev() {
             let idle = now_ns.saturating_sub(conn.last_seen_ns);
+            if idle <= recent {
+                break;
+            }
             if idle > timeout_ns && conn.dirs.iter().any(|d| d.parser.in_message()) {
                 Self::flush(conn, Incomplete::Timeout, out);
                 Self::recount(&mut self.held, conn);

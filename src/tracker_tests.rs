@@ -164,6 +164,29 @@ fn on_sock(sock: u64, pos: u64, payload: &[u8], ts: u64) -> DataHeader {
 }
 
 #[test]
+fn a_stalled_message_is_found_behind_quiet_connections_and_before_busy_ones() {
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
+    let exchange = [&b"GET /a HTTP/1.1\r\n\r\n"[..], RESP];
+    // Oldest: a finished exchange (quiet). Then a head that stalls. Then a busy one.
+    for (d, part) in exchange.iter().enumerate() {
+        let mut h = on_sock(1, 0, part, 1_000);
+        h.direction = d as u8;
+        feed(&mut t, h, part);
+    }
+    let stalled = b"GET /b HTTP/1.1\r\n";
+    feed(&mut t, on_sock(2, 0, stalled, 2_000), stalled);
+    feed(&mut t, on_sock(3, 0, stalled, 59_000), stalled);
+    let mut out = Vec::new();
+    t.expire(60_000, 5_000, 500_000, &mut out);
+    let ended: Vec<u64> = out.iter().map(|e| e.conn_id).collect();
+    assert_eq!(ended, [2]);
+    assert_eq!(out[0].paired.message.incomplete, Some(Incomplete::Timeout));
+    // Past the forget horizon the two idle ones go; the busy one stays.
+    t.expire(510_000, 5_000, 500_000, &mut out);
+    assert_eq!(t.connections(), 1);
+}
+
+#[test]
 fn a_full_table_evicts_the_least_recently_active_connection() {
     let mut t = Tracker::new(Limits::default(), 2, usize::MAX);
     let start = b"GET /a HTTP/1.1\r\n";

@@ -1,4 +1,5 @@
-"""Bounds: a full connection table evicts and counts; messages in progress past
+"""Bounds: a message that stalls is written, flagged, after --message-timeout while its
+connection stays open; a full connection table evicts and counts; messages in progress past
 --max-buffered-bytes end the oldest connections and keep the peak RSS down; under
 sustained load memory stays under a cap and no descriptor leaks. SOAK_SECONDS (default
 60) sets the soak's length, SOAK_RSS_MB (default 128) its memory cap; `make soak` runs it
@@ -23,6 +24,34 @@ def summary_number(stderr, what):
     m = re.search(rf"(\d+) {what}", stderr)
     assert m, stderr
     return int(m.group(1))
+
+
+def test_a_stalled_message_is_written_once_after_the_timeout_while_its_connection_is_open(
+        start_profiler, echo_server):
+    _, port = echo_server
+    profiler = start_profiler("--port", str(port), "--message-timeout", "1")
+    s = socket.create_connection(("127.0.0.1", port))
+    # A body promised and never sent: the server waits for it, and so does the message.
+    s.sendall(b"POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    time.sleep(0.5)
+    assert not [l for l in of_port(profiler.lines(), port) if l.get("url") == "/stalled"], \
+        "written before the timeout"
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        stalled = [l for l in of_port(profiler.lines(), port) if l.get("url") == "/stalled"]
+        if len(stalled) == 2:
+            break
+        time.sleep(0.1)
+    waited = time.time() - (deadline - 8) + 0.5
+    assert len(stalled) == 2, f"after {waited:.1f} s: {stalled}"
+    for line in stalled:
+        assert line["incomplete"] and line["incomplete_reason"] == "timeout", line
+        assert line["body"] == "abc" and line["body_truncated"], line
+    assert {l["direction"] for l in stalled} == {"send", "recv"}
+    # The connection is still open: the close and the stop write nothing more of it.
+    s.close()
+    lines = [l for l in of_port(profiler.stop(), port) if l.get("url") == "/stalled"]
+    assert len(lines) == 2, lines
 
 
 def test_a_full_connection_table_evicts_and_counts(start_profiler, echo_server):

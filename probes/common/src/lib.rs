@@ -160,7 +160,7 @@ pub const FLAG_OMITTED_SPLICE: u32 = 4;
 
 /// The fixed part of a data record; `data_len` payload bytes follow it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct DataHeader {
     pub kind: u32,
     pub flags: u32,
