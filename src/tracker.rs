@@ -16,8 +16,8 @@ use crate::{
 };
 
 /// Connections in order of their last record, so that ending the least recently active
-/// one takes constant time however full the table is (a search of 65,536 entries, each
-/// on a cache line of its own, costs milliseconds).
+/// one takes constant time however full the table is (a search of the table for it cost
+/// ~1.6 us per 1,000 entries on every eviction: ~100 us at 65,536).
 type Table = lru::LruCache<u64, Connection>;
 
 const AF_INET: u16 = 2;
