@@ -13,6 +13,7 @@ add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,9 +107,9 @@ def housekeeping(runs=3):
     results = [json.loads(subprocess.run([str(root / "target" / "release" / "examples" / "housekeeping")],
                                          capture_output=True, text=True, check=True).stdout)
                for _ in range(runs)]
-    median = lambda key: sorted(r[key] for r in results)[len(results) // 2]
     return {"connections": results[0]["connections"], "runs": runs,
-            "busy_ms_per_pass": median("busy_ms_per_pass"), "idle_ms_per_pass": median("idle_ms_per_pass")}
+            **{key: statistics.median(r[key] for r in results)
+               for key in ("busy_ms_per_pass", "idle_ms_per_pass")}}
 
 
 def main():
