@@ -130,6 +130,21 @@ impl DrainPace {
     }
 }
 
+/// Puts the calling thread (and the threads it starts) under SCHED_BATCH: the same CPU
+/// share as before, but its wakeups do not preempt the thread running on that CPU; it runs
+/// when that thread blocks or its time slice ends. The reader wakes on a timer or a
+/// connection's first record and is never in a hurry, while a service preempted by it
+/// waits with its request in hand. Lowering a thread's own policy needs no privilege.
+pub fn run_as_batch() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; param is a valid sched_param for the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Gives up the CPU to any runnable thread; the profiler stays runnable.
 pub fn yield_cpu() {
     // SAFETY: sched_yield takes no arguments and cannot fail on Linux.

@@ -308,6 +308,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
     let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
+    if let Err(e) = courtesy::run_as_batch() {
+        log::info!(
+            "cannot run as SCHED_BATCH ({e}): the reader may preempt the services it watches when it wakes"
+        );
+    }
     if cli.quiet == 0 {
         eprintln!(
             "http-profiler: capturing HTTP/1.x; writing to {}; Ctrl-C to stop",

@@ -170,3 +170,23 @@ def test_soak_memory_stays_capped_and_no_fd_leaks(start_profiler, tmp_path):
     # Memory: no steady growth over the second half of the run.
     half = [s[1] for s in samples if s[0] >= seconds / 2]
     assert half[-1] - half[0] < 32 * 1024, samples
+
+
+SCHED_BATCH = 3
+
+
+def scheduling_policies(pid):
+    """The scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat)."""
+    policies = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        # Fields after the command name, which may hold spaces, start at field 3.
+        policies[int(tid)] = int(stat[stat.rfind(")") + 2:].split()[41 - 3])
+    return policies
+
+
+def test_the_profiler_runs_as_a_batch_task_that_does_not_preempt_services(start_profiler):
+    profiler = start_profiler()
+    policies = scheduling_policies(profiler.proc.pid)
+    profiler.stop()
+    assert policies and all(p == SCHED_BATCH for p in policies.values()), policies
