@@ -121,7 +121,7 @@ clean:
 # demo-server; writes bench/results/ and the README's table. Loads probes: as root.
 # BENCH_RUNS, BENCH_SECONDS, BENCH_RATES, BENCH_SOAK_SECONDS, BENCH_SOAK_RUNS,
 # BENCH_IDLE_SECONDS, BENCH_CONNS adjust it (see bench/run.py); the defaults take about
-# 40 minutes.
+# 45 minutes.
 .PHONY: bench
 bench: build
 	@bash bench/setup.sh

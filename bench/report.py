@@ -39,9 +39,13 @@ class Figures:
     def m(self, mode, key):
         return med([r.get(key) for r in self.of(mode)])
 
+    def ratios(self, mode, key):
+        """The ratio to the baseline within each run, in run order."""
+        return [r[key] / self.base[r["run"]][key] for r in sorted(self.of(mode), key=lambda r: r["run"])
+                if r["run"] in self.base and self.base[r["run"]][key]]
+
     def ratio(self, mode, key):
-        return med([r[key] / self.base[r["run"]][key] for r in self.of(mode)
-                    if r["run"] in self.base and self.base[r["run"]][key]])
+        return med(self.ratios(mode, key))
 
     def per_exchange(self, mode, key, scale):
         return med([r[key] * scale / r["requests"] for r in self.of(mode)
@@ -131,6 +135,7 @@ def targets_section(runs, meta):
                  for r in full_runs]
         counts = "; ".join(f"{r['captured']} of {r['requests']} (+ {r.get('aborted_at_deadline', 0)})"
                            for r in full_runs)
+        base_p99 = [r["p99_ms"] for r in soak.base.values()]
         floor = ""
         if soak.of("hooks-only"):
             floor = (f"; hooks-only, the floor of attaching: {soak.m('hooks-only', 'p99_ms'):.3f} ms, "
@@ -140,7 +145,9 @@ def targets_section(runs, meta):
             f"runs of each mode: {drops} ring-buffer drops in all, exchanges captured of completed "
             f"(+ cancelled by oha at its deadline) per run: {counts}; p99 "
             f"{soak.m('full', 'p99_ms'):.3f} ms vs {soak.m('baseline', 'p99_ms'):.3f} ms baseline "
-            f"(median of the runs' ratios {p99 - 1:+.1%}{floor}): "
+            f"(median of the runs' ratios {p99 - 1:+.1%}; the runs: "
+            f"{', '.join(f'{x:.2f}' for x in soak.ratios('full', 'p99_ms'))}; baseline p99 "
+            f"{min(base_p99):.3f}-{max(base_p99):.3f} ms across runs{floor}): "
             f"zero drops **{'met' if drops == 0 else 'NOT met'}**, "
             f"captured == completed **{'met' if all(whole) else 'NOT met'}**, "
             f"p99 within 15% **{'met' if p99 <= 1.15 else 'NOT met'}**.")

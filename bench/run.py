@@ -5,7 +5,7 @@ Raw figures go to bench/results/<time>.json; report.py turns them into the table
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
-BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (5 interleaved runs of
+BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (7 interleaved runs of
 baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
 add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
@@ -41,7 +41,7 @@ RATES = [int(r) for r in env_list("BENCH_RATES", "5000,10000,20000,40000")]
 DEMO_RATES = [int(r) for r in env_list("BENCH_DEMO_RATES", "20000")]
 SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", 60))
 SOAK_RATE = int(os.environ.get("BENCH_SOAK_RATE", 20000))
-SOAK_RUNS = int(os.environ.get("BENCH_SOAK_RUNS", 5))
+SOAK_RUNS = int(os.environ.get("BENCH_SOAK_RUNS", 7))
 IDLE_SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", 10))
 CONNS = int(os.environ.get("BENCH_CONNS", 10000))
 CONN_CAP = int(os.environ.get("BENCH_CONN_CAP", 4096))
