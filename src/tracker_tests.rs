@@ -366,8 +366,7 @@ fn heads_in_progress_past_the_memory_limit_end_the_oldest_connections() {
     let mut ended = Vec::new();
     for sock in 1u64..=3 {
         let head = format!("GET /{sock} HTTP/1.1\r\nX-Big: {}", "a".repeat(40 * 1024));
-        let mut h = header(DIRECTION_SEND, 0, head.len(), sock);
-        h.sock = sock;
+        let h = on_sock(sock, 0, head.as_bytes(), sock);
         ended.extend(feed(&mut t, h, head.as_bytes()));
     }
     // About 120 KiB held against 100 KiB: the oldest go until 75 KiB is left.
@@ -424,8 +423,7 @@ fn requests_awaiting_responses_count_against_the_memory_limit() {
         .flat_map(|i| format!("GET /{i}{long_url} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
         .collect();
     for sock in 1u64..=2 {
-        let mut h = header(DIRECTION_SEND, 0, requests.len(), sock);
-        h.sock = sock;
+        let h = on_sock(sock, 0, &requests, sock);
         assert_eq!(feed(&mut t, h, &requests).len(), 100);
     }
     // 100 URLs of 2 KiB waiting on each: the older connection goes.
