@@ -38,8 +38,12 @@ impl WallClock {
     }
 
     pub fn to_wall(&self, monotonic_ns: u64) -> SystemTime {
-        let ns = (monotonic_ns as i128 + self.offset_ns).max(0) as u64;
-        UNIX_EPOCH + Duration::from_nanos(ns)
+        UNIX_EPOCH + Duration::from_nanos(self.to_wall_ns(monotonic_ns))
+    }
+
+    /// Nanoseconds since the Unix epoch (0 for times before it).
+    pub fn to_wall_ns(&self, monotonic_ns: u64) -> u64 {
+        (monotonic_ns as i128 + self.offset_ns).max(0) as u64
     }
 }
 
@@ -63,7 +67,13 @@ thread_local! {
 /// Writes `t` as RFC 3339 (see `rfc3339`) into `buf` without allocating.
 pub fn rfc3339_into(t: SystemTime, buf: &mut [u8; RFC3339_LEN]) -> &str {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    rfc3339_ns_into(since.as_nanos().try_into().unwrap_or(u64::MAX), buf)
+}
+
+/// `rfc3339_into` for nanoseconds since the Unix epoch: one division instead of building
+/// and comparing `SystemTime`s, on every line.
+pub fn rfc3339_ns_into(unix_ns: u64, buf: &mut [u8; RFC3339_LEN]) -> &str {
+    let secs = unix_ns / 1_000_000_000;
     let prefix = LAST_SECOND.with(|last| {
         let (cached, prefix) = last.get();
         if cached == secs {
@@ -77,7 +87,7 @@ pub fn rfc3339_into(t: SystemTime, buf: &mut [u8; RFC3339_LEN]) -> &str {
     });
     buf[..SECONDS_PREFIX].copy_from_slice(&prefix);
     buf[SECONDS_PREFIX] = b'.';
-    let mut nanos = since.subsec_nanos();
+    let mut nanos = (unix_ns % 1_000_000_000) as u32;
     for b in buf[SECONDS_PREFIX + 1..RFC3339_LEN - 1].iter_mut().rev() {
         *b = b'0' + (nanos % 10) as u8;
         nanos /= 10;

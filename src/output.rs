@@ -3,7 +3,7 @@
 
 mod json;
 
-use std::{borrow::Cow, convert::Infallible, net::IpAddr, time::SystemTime};
+use std::{borrow::Cow, convert::Infallible, net::IpAddr};
 
 use base64::Engine as _;
 use http_profiler_common::DIRECTION_SEND;
@@ -36,8 +36,9 @@ struct RequestRef<'a> {
 /// the line (field order, omitted fields); `write_json` writes the same bytes faster.
 #[derive(Serialize)]
 struct Line<'a> {
+    /// Wall-clock nanoseconds since the Unix epoch.
     #[serde(serialize_with = "rfc3339")]
-    timestamp: SystemTime,
+    timestamp: u64,
     pid: u32,
     tid: u32,
     comm: &'a str,
@@ -85,9 +86,9 @@ struct Line<'a> {
 }
 
 /// RFC 3339 in UTC with nanoseconds, written straight into the line.
-fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+fn rfc3339<S: Serializer>(unix_ns: &u64, s: S) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; crate::clock::RFC3339_LEN];
-    s.serialize_str(crate::clock::rfc3339_into(*t, &mut buf))
+    s.serialize_str(crate::clock::rfc3339_ns_into(*unix_ns, &mut buf))
 }
 
 /// Text as is when it is UTF-8, else base64 with the encoding named.
@@ -193,7 +194,7 @@ impl Line<'_> {
         let mut o = json::Object::begin(out);
         o.plain_str(
             "timestamp",
-            crate::clock::rfc3339_into(self.timestamp, &mut buf),
+            crate::clock::rfc3339_ns_into(self.timestamp, &mut buf),
         );
         o.u64("pid", self.pid.into());
         o.u64("tid", self.tid.into());
@@ -297,7 +298,7 @@ fn with_line<R>(
         (None, None)
     };
     let line = Line {
-        timestamp: clock.to_wall(m.first.timestamp_ns),
+        timestamp: clock.to_wall_ns(m.first.timestamp_ns),
         pid: m.first.tgid,
         tid: m.first.tid,
         comm: proc.map_or("", |p| p.comm.as_str()),
