@@ -114,25 +114,38 @@ impl<'a> Object<'a> {
         out.push(b'"');
     }
 
-    /// An address as its `Display` writes it (IPv4 without the formatting machinery:
-    /// every line has two).
+    /// An address as its `Display` writes it (IPv4 digit by digit into one stack buffer:
+    /// every line has two, and the formatting machinery showed in the reader's profile).
     pub fn ip(&mut self, name: &'static str, value: IpAddr) {
         let out = self.key(name);
-        out.push(b'"');
         match value {
             IpAddr::V4(v4) => {
+                // `"255.255.255.255"`: 17 bytes at most.
+                let mut buf = [0u8; 17];
+                let mut n = 0;
+                buf[n] = b'"';
+                n += 1;
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        out.push(b'.');
+                        buf[n] = b'.';
+                        n += 1;
                     }
-                    CompactFormatter
-                        .write_u8(out, octet)
-                        .expect("writing into memory cannot fail");
+                    if octet >= 100 {
+                        buf[n] = b'0' + octet / 100;
+                        n += 1;
+                    }
+                    if octet >= 10 {
+                        buf[n] = b'0' + octet / 10 % 10;
+                        n += 1;
+                    }
+                    buf[n] = b'0' + octet % 10;
+                    n += 1;
                 }
+                buf[n] = b'"';
+                out.extend_from_slice(&buf[..=n]);
             }
-            IpAddr::V6(v6) => write!(out, "{v6}").expect("writing into memory cannot fail"),
+            IpAddr::V6(v6) => write!(out, "\"{v6}\"").expect("writing into memory cannot fail"),
         }
-        out.push(b'"');
     }
 }
 
@@ -168,14 +181,29 @@ mod tests {
             o.plain_str("g", "2026-01-01T00:00:00Z");
             o.ip("h", "10.0.255.1".parse().unwrap());
             o.ip("i", "::ffff:1.2.3.4".parse().unwrap());
+            o.ip("j", "0.100.9.99".parse().unwrap());
             string(o.escaped_key("K\"ey"), "v");
         });
         assert_eq!(
             text,
-            r#"{"a":"x\"\n\u0001","b":null,"c":18446744073709551615,"d":false,"e":0.1,"f":null,"g":"2026-01-01T00:00:00Z","h":"10.0.255.1","i":"::ffff:1.2.3.4","K\"ey":"v"}"#
+            r#"{"a":"x\"\n\u0001","b":null,"c":18446744073709551615,"d":false,"e":0.1,"f":null,"g":"2026-01-01T00:00:00Z","h":"10.0.255.1","i":"::ffff:1.2.3.4","j":"0.100.9.99","K\"ey":"v"}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["a"], "x\"\n\u{1}");
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for octet in 0..=255u8 {
+            for v4 in [
+                std::net::Ipv4Addr::new(octet, 0, 9, 10),
+                std::net::Ipv4Addr::new(99, octet, 100, 255),
+                std::net::Ipv4Addr::new(1, 22, 255, octet),
+            ] {
+                let text = written(|o| o.ip("a", v4.into()));
+                assert_eq!(text, format!(r#"{{"a":"{v4}"}}"#));
+            }
+        }
     }
 
     #[test]
