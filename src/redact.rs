@@ -83,17 +83,12 @@ impl Redactor {
         while start < raw.len() {
             let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i + 1);
             let line = &raw[start..end];
-            let content_end = line.len()
-                - line
-                    .iter()
-                    .rev()
-                    .take_while(|&&b| b == b'\n' || b == b'\r')
-                    .count();
             let folded = hiding && matches!(line.first(), Some(b' ' | b'\t'));
+            // The line ending holds no colon, so the value starts where it would without it.
             let value_at = if folded {
                 Some(0)
             } else {
-                self.value_start(&line[..content_end])
+                self.value_start(line)
             };
             hiding = value_at.is_some();
             match (value_at, &mut out) {
@@ -101,6 +96,12 @@ impl Redactor {
                     let out = out.get_or_insert_with(|| raw[..start].to_vec());
                     // A continuation line goes entirely: the replaced value stands for it.
                     if !folded {
+                        let content_end = line.len()
+                            - line
+                                .iter()
+                                .rev()
+                                .take_while(|&&b| b == b'\n' || b == b'\r')
+                                .count();
                         out.extend_from_slice(&line[..at]);
                         out.extend_from_slice(REDACTED.as_bytes());
                         out.extend_from_slice(&line[content_end..]);
