@@ -19,7 +19,9 @@ pub struct ProcInfo {
 }
 
 pub struct ProcessCache {
-    procs: HashMap<u32, ProcInfo>,
+    /// Looked up for every record and every line: foldhash, not the default SipHash,
+    /// whose flood resistance pids (chosen by the kernel) do not need.
+    procs: HashMap<u32, ProcInfo, foldhash::fast::RandomState>,
     proc_root: std::path::PathBuf,
 }
 
@@ -38,7 +40,7 @@ pub fn comm_str(comm: &[u8]) -> String {
 impl ProcessCache {
     pub fn with_root(root: impl Into<std::path::PathBuf>) -> Self {
         Self {
-            procs: HashMap::new(),
+            procs: HashMap::default(),
             proc_root: root.into(),
         }
     }
