@@ -111,42 +111,84 @@ impl HeaderObject<'_> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
 
-    /// Whether field `i` repeats a name seen before it (its value joins that one).
-    fn repeats(&self, i: usize) -> bool {
-        let name = &self.0[i].0;
-        self.0[..i]
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    }
+/// A field name's first 8 bytes, zero-padded, as a big-endian number: comparing two of
+/// these orders the names as their bytes do, up to a tie, and ties are rare in a head.
+fn name_prefix(name: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Sets bit 5 of every byte: equal for names that differ only in ASCII case (and for a
+/// few that do not, so equal keys are confirmed by comparing the names).
+const FOLD_CASE: u64 = 0x2020_2020_2020_2020;
+
+/// One field of a head, as `each_member` orders and deduplicates them.
+#[derive(Clone, Copy, Default)]
+struct FieldKey {
+    order: u64,
+    folded: u64,
+    index: usize,
 }
 
 impl HeaderObject<'_> {
+    fn same_name(&self, a: &FieldKey, b: &FieldKey) -> bool {
+        let (x, y) = (&self.0[a.index].0, &self.0[b.index].0);
+        a.folded == b.folded && x.len() == y.len() && x.eq_ignore_ascii_case(y)
+    }
+
     /// Calls `f` with each member of the object in order: name and (joined, redacted)
     /// value.
     fn each_member<E>(&self, mut f: impl FnMut(&str, &str) -> Result<(), E>) -> Result<(), E> {
         let fields = self.0;
-        // The order of the fields to write, on the stack for all but huge heads.
-        let (mut stack, mut heap) = ([0usize; 32], Vec::new());
-        let unique = (0..fields.len()).filter(|&i| !self.repeats(i));
-        let first: &mut [usize] = if fields.len() <= stack.len() {
-            let mut n = 0;
-            for i in unique {
-                stack[n] = i;
-                n += 1;
-            }
-            &mut stack[..n]
+        // One key per field, on the stack for all but huge heads.
+        let (mut stack, mut heap) = ([FieldKey::default(); 32], Vec::new());
+        let keys: &mut [FieldKey] = if fields.len() <= stack.len() {
+            &mut stack[..fields.len()]
         } else {
-            heap.extend(unique);
+            heap.resize(fields.len(), FieldKey::default());
             &mut heap
         };
+        for (index, (key, (name, _))) in keys.iter_mut().zip(fields).enumerate() {
+            let order = name_prefix(name.as_bytes());
+            *key = FieldKey {
+                order,
+                folded: order | FOLD_CASE,
+                index,
+            };
+        }
+        // Keep the first field of each name; the ones that repeat it join its value.
+        let mut firsts = 0;
+        for i in 0..keys.len() {
+            let key = keys[i];
+            if !keys[..firsts].iter().any(|k| self.same_name(k, &key)) {
+                keys[firsts] = key;
+                firsts += 1;
+            }
+        }
+        let repeats = firsts < keys.len();
+        let first = &mut keys[..firsts];
         // Unstable is enough: names that compare equal are the same name, and only the
         // first of those is in `first`.
-        first.sort_unstable_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
-        for &i in first.iter() {
+        first.sort_unstable_by(|a, b| {
+            a.order.cmp(&b.order).then_with(|| {
+                fields[a.index]
+                    .0
+                    .as_bytes()
+                    .cmp(fields[b.index].0.as_bytes())
+            })
+        });
+        for &FieldKey { index: i, .. } in first.iter() {
             let (name, value) = (fields[i].0.as_str(), fields[i].1.as_str());
             if self.1.hides(name) {
                 f(name, REDACTED)?;
+                continue;
+            }
+            if !repeats {
+                f(name, value)?;
                 continue;
             }
             let mut same = fields[i + 1..]
@@ -355,6 +397,51 @@ mod tests {
             serde_json::to_string(&HeaderObject(&reordered, &Redactor::none())).unwrap(),
             r#"{"A":"1","b":"2"}"#
         );
+    }
+
+    /// Names that share their first 8 bytes, differ only in case, or are prefixes of one
+    /// another: the object is the one a sorted map of first spellings gives.
+    #[test]
+    fn fields_sort_in_byte_order_and_join_ignoring_case() {
+        let names = [
+            "Content-Type",
+            "Content-Length",
+            "content-type",
+            "Content-",
+            "Content",
+            "CONTENT-LENGTH",
+            "Connection",
+            "a",
+            "A",
+            "ab",
+            "Content-Typf",
+            "content-typE",
+            "~",
+            "x-a^",
+            "X-A~",
+        ];
+        let fields: Vec<Field> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((*n).into(), i.to_string().into()))
+            .collect();
+        let mut expected = std::collections::BTreeMap::<String, String>::new();
+        let mut first_spelling = Vec::<&str>::new();
+        for (i, n) in names.iter().enumerate() {
+            match first_spelling.iter().find(|f| f.eq_ignore_ascii_case(n)) {
+                Some(f) => {
+                    let v = expected.get_mut(*f).unwrap();
+                    v.push_str(&format!(", {i}"));
+                }
+                None => {
+                    first_spelling.push(n);
+                    expected.insert(n.to_string(), i.to_string());
+                }
+            }
+        }
+        let obj = serde_json::to_string(&HeaderObject(&fields, &Redactor::none())).unwrap();
+        assert_eq!(obj, serde_json::to_string(&expected).unwrap());
+        assert!(obj.contains(r#""x-a^":"13""#), "{obj}");
     }
 
     #[test]
