@@ -8,29 +8,15 @@
 use std::time::Instant;
 
 use http_profiler::{http::Limits, record::Record, tracker::Tracker};
-use http_profiler_common::{
-    DIRECTION_RECV, DIRECTION_SEND, DataHeader, FLAG_LAST_CHUNK, RecordKind,
-};
+use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND, DataHeader};
+
+#[path = "records.rs"]
+mod records;
+use records::data_header as header;
 
 const PASSES: u32 = 50;
 const TIMEOUT_NS: u64 = 30_000_000_000;
 const FORGET_NS: u64 = 10 * TIMEOUT_NS;
-
-fn header(sock: u64, direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader {
-    DataHeader {
-        kind: RecordKind::Data as u32,
-        flags: FLAG_LAST_CHUNK,
-        generation: 1,
-        sock,
-        timestamp_ns: ts,
-        stream_pos: pos,
-        syscall_bytes: len as u64,
-        data_len: len as u32,
-        direction,
-        family: 2,
-        ..DataHeader::default()
-    }
-}
 
 /// Milliseconds one `expire(now)` takes, averaged over PASSES.
 fn ms_per_pass(t: &mut Tracker, now_ns: u64) -> f64 {

@@ -188,6 +188,13 @@ def targets_section(runs, meta):
             f"{h['busy_ms_per_pass']:.3f} ms per pass with every connection busy, "
             f"{h['idle_ms_per_pass']:.2f} ms with every one idle past --message-timeout, so at most "
             f"{h['idle_ms_per_pass']:.1f} millicores (median of {h['runs']} runs; no target).")
+    r = meta.get("reader_cost")
+    if r:
+        lines.append(
+            f"- The reader's own work (connection table, parsing, pairing, redaction and the JSON "
+            f"line with raw_payload; not the ring buffer or the file), without a kernel "
+            f"(bench/reader_cost.rs): {r['ns_per_exchange']:.0f} ns of one CPU per exchange of nginx "
+            f"and wrk (median of {r['runs']} runs, each the best of its rounds; no target).")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """make bench: interleaved runs of every mode against every target, closed loop and at
 fixed rates, then a 60 s run at a fixed rate, a many-connections memory check and the
-connection table's housekeeping (bench/housekeeping.rs).
+connection table's housekeeping (bench/housekeeping.rs) and the reader's own work per
+exchange (bench/reader_cost.rs).
 Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
@@ -98,18 +99,31 @@ def rotated(items, k):
     return items[k:] + items[:k]
 
 
+def example(name, runs):
+    """Builds bench/NAME.rs and returns what each of `runs` runs printed (JSON)."""
+    root = HERE.parent
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", name],
+                   cwd=root, check=True)
+    return [json.loads(subprocess.run([str(root / "target" / "release" / "examples" / name)],
+                                      capture_output=True, text=True, check=True).stdout)
+            for _ in range(runs)]
+
+
 def housekeeping(runs=3):
     """bench/housekeeping.rs: the connection table's once-a-second pass over a full
     table, busy and idle; the median of `runs` runs of each figure."""
-    root = HERE.parent
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", "housekeeping"],
-                   cwd=root, check=True)
-    results = [json.loads(subprocess.run([str(root / "target" / "release" / "examples" / "housekeeping")],
-                                         capture_output=True, text=True, check=True).stdout)
-               for _ in range(runs)]
+    results = example("housekeeping", runs)
     return {"connections": results[0]["connections"], "runs": runs,
             **{key: statistics.median(r[key] for r in results)
                for key in ("busy_ms_per_pass", "idle_ms_per_pass")}}
+
+
+def reader_cost(runs=3):
+    """bench/reader_cost.rs: the reader's parsing and rendering per exchange, without a
+    kernel; the median of `runs` runs (each the best of its rounds)."""
+    results = example("reader_cost", runs)
+    return {"exchanges": results[0]["exchanges"], "runs": runs,
+            "ns_per_exchange": statistics.median(r["ns_per_exchange"] for r in results)}
 
 
 def main():
@@ -199,6 +213,9 @@ def main():
                 save()
             print("bench: housekeeping of a full connection table", flush=True)
             meta["housekeeping"] = housekeeping()
+            save()
+            print("bench: the reader's work per exchange, without a kernel", flush=True)
+            meta["reader_cost"] = reader_cost()
             save()
         finally:
             for t in started:
