@@ -182,6 +182,7 @@ struct Pipeline {
     clock: WallClock,
     sink: Sink,
     format: Format,
+    prefixes: output::Prefixes,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     decode_errors: u64,
@@ -226,8 +227,10 @@ impl Pipeline {
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
             let (procs, clock, format) = (&self.procs, &self.clock, &self.format);
-            self.sink
-                .write_line_with(|out| output::render_into(out, &e, procs, clock, format));
+            let prefixes = &mut self.prefixes;
+            self.sink.write_line_with(|out| {
+                output::render_into(out, &e, procs, clock, format, prefixes)
+            });
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
@@ -290,6 +293,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Redactor::new(&cli.redact_headers)
             },
         },
+        prefixes: output::Prefixes::default(),
         live: cli.pretty.then(|| {
             let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
                 Box::new(std::io::stderr())

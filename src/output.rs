@@ -2,6 +2,10 @@
 //! Every field is described in docs/fields.md.
 
 mod json;
+mod prefix;
+
+use prefix::PrefixKey;
+pub use prefix::Prefixes;
 
 use std::{borrow::Cow, convert::Infallible, net::IpAddr};
 
@@ -83,6 +87,9 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     incomplete_reason: Option<&'static str>,
     capture_gap: bool,
+    /// Which reading of the process's name and command line `comm` and `cmdline` are.
+    #[serde(skip)]
+    proc_stamp: u64,
 }
 
 /// RFC 3339 in UTC with nanoseconds, written straight into the line.
@@ -231,22 +238,36 @@ impl Serialize for HeaderObject<'_> {
 impl Line<'_> {
     /// Writes the line as its derived `Serialize` would, byte for byte (tested against
     /// serde_json), without escaping the field names.
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut Vec<u8>, prefixes: &mut Prefixes) {
         let mut buf = [0u8; crate::clock::RFC3339_LEN];
         let mut o = json::Object::begin(out);
         o.plain_str(
             "timestamp",
             crate::clock::rfc3339_ns_into(self.timestamp, &mut buf),
         );
-        o.u64("pid", self.pid.into());
-        o.u64("tid", self.tid.into());
-        o.str("comm", self.comm);
-        o.str_or_null("cmdline", self.cmdline);
-        o.plain_str("direction", self.direction);
-        o.ip("source_ip", self.source_ip);
-        o.u64("source_port", self.source_port.into());
-        o.ip("dest_ip", self.dest_ip);
-        o.u64("dest_port", self.dest_port.into());
+        let key = PrefixKey {
+            pid: self.pid,
+            tid: self.tid,
+            proc_stamp: self.proc_stamp,
+            send: self.direction == "send",
+            source: (self.source_ip, self.source_port),
+            dest: (self.dest_ip, self.dest_port),
+        };
+        if let Some(members) = prefixes.get(self.conn_id, &key) {
+            o.members(members);
+        } else {
+            let start = o.position();
+            o.u64("pid", self.pid.into());
+            o.u64("tid", self.tid.into());
+            o.str("comm", self.comm);
+            o.str_or_null("cmdline", self.cmdline);
+            o.plain_str("direction", self.direction);
+            o.ip("source_ip", self.source_ip);
+            o.u64("source_port", self.source_port.into());
+            o.ip("dest_ip", self.dest_ip);
+            o.u64("dest_port", self.dest_port.into());
+            prefixes.put(self.conn_id, key, o.since(start));
+        }
         o.u64("bytes", self.bytes);
         o.plain_str("http_version", self.http_version);
         o.opt_str("method", self.method);
@@ -289,19 +310,23 @@ impl Line<'_> {
 /// Renders one message as a JSON line (without the newline).
 pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, format: &Format) -> String {
     let mut out = Vec::new();
-    render_into(&mut out, e, procs, clock, format);
+    render_into(&mut out, e, procs, clock, format, &mut Prefixes::default());
     String::from_utf8(out).expect("lines are written from UTF-8 text")
 }
 
-/// Appends one message as a JSON line (without the newline) to `out`.
+/// Appends one message as a JSON line (without the newline) to `out`, reusing the
+/// members `prefixes` kept from the connection's last line where they are the same.
 pub fn render_into(
     out: &mut Vec<u8>,
     e: &Emitted,
     procs: &ProcessCache,
     clock: &WallClock,
     format: &Format,
+    prefixes: &mut Prefixes,
 ) {
-    with_line(e, procs, clock, format, |line| line.write_json(out));
+    with_line(e, procs, clock, format, |line| {
+        line.write_json(out, prefixes)
+    });
 }
 
 /// Builds the line for one message and hands it to `f` (the line borrows values that
@@ -375,6 +400,7 @@ fn with_line<R>(
         incomplete: m.incomplete.is_some(),
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,
+        proc_stamp: proc.map_or(0, |p| p.stamp),
     };
     f(&line)
 }
@@ -570,6 +596,108 @@ mod tests {
                 assert_eq!(ours, reference);
             }
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// Lines rendered one after another with the same `Prefixes`, changing one by one
+    /// each thing the kept members are written from: every line must still be the one
+    /// serde_json writes from it alone.
+    #[test]
+    fn kept_members_are_reused_only_for_what_they_were_written_from() {
+        use crate::{
+            http::{ChunkMeta, Message},
+            pairing::Paired,
+            tracker::Endpoints,
+        };
+        let root = std::env::temp_dir().join(format!("hp-prefix-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("7")).unwrap();
+        let proc_files = |comm: &str, cmdline: &str| {
+            std::fs::write(root.join("7/comm"), comm).unwrap();
+            std::fs::write(root.join("7/cmdline"), cmdline).unwrap();
+        };
+        proc_files("srv\n", "srv\0--port=80\0");
+        let mut procs = ProcessCache::with_root(&root);
+        procs.observe(7, b"srv\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        let clock = WallClock::from_offset(1_700_000_000_000_000_000);
+        let format = Format {
+            with_raw: false,
+            redact: Redactor::none(),
+        };
+        let mut e = Emitted {
+            paired: Paired {
+                message: Message {
+                    start: StartLine::Request {
+                        method: "GET".into(),
+                        url: "/".into(),
+                    },
+                    version_minor: 1,
+                    headers: Vec::new(),
+                    trailers: Vec::new(),
+                    raw: Vec::new(),
+                    body: Vec::new(),
+                    body_len: 0,
+                    body_truncated: false,
+                    wire_bytes: 18,
+                    first: ChunkMeta {
+                        timestamp_ns: 1,
+                        tgid: 7,
+                        tid: 7,
+                    },
+                    last_timestamp_ns: 1,
+                    incomplete: None,
+                    capture_gap: false,
+                    body_omitted: None,
+                },
+                request: None,
+                latency_ns: None,
+                request_lost: false,
+            },
+            direction: DIRECTION_SEND,
+            conn_id: 3,
+            endpoints: Endpoints {
+                local: "10.0.0.1".parse().unwrap(),
+                local_port: 40000,
+                remote: "10.0.0.2".parse().unwrap(),
+                remote_port: 80,
+            },
+        };
+        let mut prefixes = Prefixes::default();
+        let mut lines = std::collections::HashSet::new();
+        let mut check = |e: &Emitted, procs: &ProcessCache| {
+            let mut out = Vec::new();
+            render_into(&mut out, e, procs, &clock, &format, &mut prefixes);
+            let reference = with_line(e, procs, &clock, &format, |line| {
+                serde_json::to_string(line).unwrap()
+            });
+            assert_eq!(String::from_utf8(out).unwrap(), reference);
+            lines.insert(reference);
+        };
+        check(&e, &procs);
+        check(&e, &procs);
+        e.paired.message.first.tid = 8;
+        check(&e, &procs);
+        e.direction = http_profiler_common::DIRECTION_RECV;
+        check(&e, &procs);
+        e.endpoints.remote_port = 81;
+        check(&e, &procs);
+        e.endpoints.local = "10.0.0.3".parse().unwrap();
+        check(&e, &procs);
+        e.endpoints.remote = "::1".parse().unwrap();
+        check(&e, &procs);
+        e.endpoints.local_port = 40001;
+        check(&e, &procs);
+        // The process execs: a new thread name makes the cache read /proc again.
+        proc_files("other\n", "other\0-v\0");
+        procs.observe(7, b"other\0\0\0\0\0\0\0\0\0\0\0");
+        check(&e, &procs);
+        e.paired.message.first.tgid = 9;
+        check(&e, &procs);
+        // Another connection with the same slot, then the first one again.
+        e.conn_id = 3 + 512;
+        check(&e, &procs);
+        e.conn_id = 3;
+        check(&e, &procs);
+        assert_eq!(lines.len(), 10, "each change shows in the line");
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -16,6 +16,9 @@ pub struct ProcInfo {
     /// Thread names seen in its records, as the records carry them: a new one means a
     /// new thread, or an exec or a reused pid, and the entry is read again.
     thread_comms: Vec<[u8; COMM_LEN]>,
+    /// Which reading of /proc `comm` and `cmdline` come from: a new number each time the
+    /// entry is read, so that text rendered from an older reading is not reused.
+    pub stamp: u64,
 }
 
 pub struct ProcessCache {
@@ -23,6 +26,8 @@ pub struct ProcessCache {
     /// whose flood resistance pids (chosen by the kernel) do not need.
     procs: HashMap<u32, ProcInfo, foldhash::fast::RandomState>,
     proc_root: std::path::PathBuf,
+    /// Readings of /proc so far: the last `ProcInfo::stamp` given.
+    readings: u64,
 }
 
 impl Default for ProcessCache {
@@ -42,6 +47,7 @@ impl ProcessCache {
         Self {
             procs: HashMap::default(),
             proc_root: root.into(),
+            readings: 0,
         }
     }
 
@@ -71,6 +77,8 @@ impl ProcessCache {
         if comm.is_some() || entry.comm.is_empty() {
             entry.comm = comm.unwrap_or_else(|| comm_str(thread_comm));
             entry.cmdline = cmdline;
+            self.readings += 1;
+            entry.stamp = self.readings;
         }
         if entry.thread_comms.len() < 64 {
             entry.thread_comms.push(*thread_comm);

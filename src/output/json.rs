@@ -49,6 +49,22 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    /// Where the next member will start: `since` gives what was written from there.
+    pub fn position(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn since(&self, position: usize) -> &[u8] {
+        &self.out[position..]
+    }
+
+    /// Appends members written earlier by this object's methods after at least one
+    /// member (so they start with the comma that separates them).
+    pub fn members(&mut self, written: &[u8]) {
+        debug_assert!(!self.empty && written.starts_with(b","));
+        self.out.extend_from_slice(written);
+    }
+
     #[inline(always)]
     fn comma(&mut self) {
         if !self.empty {
