@@ -154,6 +154,45 @@ def test_sigterm_during_traffic_exits_cleanly_and_detaches(start_profiler, echo_
     assert not held & {p["id"] for p in progs}, held
 
 
+def test_a_threads_file_reads_and_writes_between_its_socket_ones_give_no_record(start_profiler, tmp_path):
+    """The probes keep a thread's saved syscall arguments after the exit that used them
+    (marked used) and write its next ones over them. A thread that reads and writes a
+    socket with read(2) and write(2), and between them reads and writes files holding
+    HTTP with the same syscalls, must have its exchanges written once each and nothing
+    of the files."""
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(b"GET /from-file HTTP/1.1\r\nHost: x\r\n\r\n")
+    script = f"""
+import os, socket
+s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+f = os.open({str(decoy)!r}, os.O_RDONLY)
+out = os.open({str(tmp_path / "out")!r}, os.O_WRONLY | os.O_CREAT)
+for i in range(20):
+    c.sendall(b'GET /%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' % i)
+    while not os.read(a.fileno(), 65536).endswith(b'\\r\\n\\r\\n'):
+        pass
+    os.lseek(f, 0, 0)
+    assert os.read(f, 65536).startswith(b'GET /from-file')
+    os.write(a.fileno(), b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')
+    os.write(out, b'HTTP/1.1 404 Not Found\\r\\nContent-Length: 2\\r\\n\\r\\nno')
+    os.lseek(f, 0, 0)
+    os.read(f, 65536)
+    got = b''
+    while not got.endswith(b'ok'):
+        got += c.recv(65536)
+"""
+    profiler = start_profiler()
+    subprocess.run(["python3", "-c", script], check=True, timeout=60)
+    lines = profiler.stop()
+    assert profiler.returncode == 0
+    requests = sorted(l["url"] for l in lines if "method" in l)
+    assert requests == sorted(f"/{i}" for i in range(20) for _ in ("sent", "received")), requests
+    responses = [l for l in lines if "status_code" in l]
+    assert len(responses) == 40, json.dumps(lines, indent=1)
+    assert all(l["status_code"] == 200 and l["body"] == "ok" for l in responses), responses
+    assert not any(l["incomplete"] or l["capture_gap"] for l in lines), lines
+
+
 def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_path):
     profiler = start_profiler()
     big = tmp_path / "big"

@@ -120,7 +120,13 @@ fn save_args(
         generation: conn,
         seeded: 0,
     };
-    let _ = ARGS.insert(pid_tgid, args, 0);
+    match ARGS.get_ptr_mut(pid_tgid) {
+        // SAFETY: the entry is this thread's: the probes write it only from this thread.
+        Some(slot) => unsafe { *slot = args },
+        None => {
+            let _ = ARGS.insert(pid_tgid, args, 0);
+        }
+    }
     0
 }
 
@@ -216,11 +222,16 @@ data_enter!(
 #[tracepoint]
 pub fn exit_data(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(mut args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
+    let Some(slot) = ARGS.get_ptr_mut(pid_tgid) else {
         return 0;
     };
-    let _ = ARGS.remove(pid_tgid);
+    // SAFETY: the entry is this thread's; it is copied out, then marked used (a syscall
+    // number no exit has, and not seeded), which reads as no entry everywhere ARGS is read.
+    let mut args = unsafe { *slot };
+    unsafe {
+        (*slot).syscall_nr = u32::MAX;
+        (*slot).seeded = 0;
+    }
     if args.syscall_nr != syscall_nr(&ctx) {
         return 0;
     }
