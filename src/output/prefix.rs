@@ -1,7 +1,7 @@
 //! The members of a line from `pid` to `dest_port`, kept as written for the next message
 //! of the same thread, direction and connection: on a kept-alive connection they repeat
 //! on every line, and writing them (two addresses, the command line escaped, four
-//! numbers, nine names) was about a seventh of the reader's work per exchange.
+//! numbers, nine names) was about an eighth of the reader's work per exchange.
 //!
 //! A slot is reused only when everything those members are written from is the same:
 //! pid, tid, the reading of the process's name and command line (`ProcInfo::stamp`),
