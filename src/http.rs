@@ -387,18 +387,10 @@ impl Parser {
             self.state = State::Head { synced: false };
             return;
         };
-        let mut message = self.message_from_head(
-            parsed.start,
-            parsed.version_minor,
-            parsed.headers,
-            head,
-            gap,
-        );
-        message.last_timestamp_ns = meta.timestamp_ns;
-        let body = match &message.start {
+        let body = match &parsed.start {
             StartLine::Request { method, url } => {
                 sink.request_started(method, url);
-                request_body(&message.headers)
+                request_body(&parsed.headers)
             }
             StartLine::Response { status, .. } => {
                 let method = sink.pending_request_method();
@@ -407,9 +399,23 @@ impl Parser {
                 if tunnel {
                     self.switched = true;
                 }
-                response_body(*status, method, &message.headers)
+                response_body(*status, method, &parsed.headers)
             }
         };
+        // The raw payload takes the body too: sized for it now, not grown when it comes.
+        let body_len = match body {
+            Body::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        let mut message = self.message_from_head(
+            parsed.start,
+            parsed.version_minor,
+            parsed.headers,
+            head,
+            gap,
+            body_len,
+        );
+        message.last_timestamp_ns = meta.timestamp_ns;
         match body {
             Body::Length(0) => {
                 message.last_timestamp_ns = meta.timestamp_ns;
@@ -522,7 +528,11 @@ impl Parser {
         headers: Vec<Field>,
         head: &[u8],
         capture_gap: bool,
+        body_len: usize,
     ) -> Message {
+        let max_raw = self.limits.max_raw;
+        let mut raw = Vec::with_capacity(head.len().saturating_add(body_len).min(max_raw));
+        raw.extend_from_slice(&head[..head.len().min(max_raw)]);
         Message {
             start,
             version_minor,
@@ -531,7 +541,7 @@ impl Parser {
             body: Vec::new(),
             body_len: 0,
             body_truncated: false,
-            raw: head[..head.len().min(self.limits.max_raw)].to_vec(),
+            raw,
             wire_bytes: head.len() as u64,
             first: self.head_meta,
             last_timestamp_ns: self.head_meta.timestamp_ns,
@@ -548,8 +558,14 @@ impl Parser {
         let Some(start) = partial_start_line(&head) else {
             return;
         };
-        let mut message =
-            self.message_from_head(start, 1, Vec::new(), &head, gap || why == Incomplete::Gap);
+        let mut message = self.message_from_head(
+            start,
+            1,
+            Vec::new(),
+            &head,
+            gap || why == Incomplete::Gap,
+            0,
+        );
         message.incomplete = Some(why);
         sink.message(message);
     }
@@ -593,21 +609,22 @@ pub fn find_message_start(bytes: &[u8]) -> Option<usize> {
     })
 }
 
-/// The end of the head (just past the blank line), searching from near `from`.
+/// The end of the head (just past the blank line), searching from near `from`. Steps
+/// from one LF to the next (memchr), not byte by byte: the search ran over every byte of
+/// every head and was a third of the parser's time.
 fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    head[start..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| start + i + 4)
-        .or_else(|| {
-            // Bare LF line ends are tolerated by RFC 9112 section 2.2.
-            let start = from.saturating_sub(1);
-            head[start..]
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|i| start + i + 2)
-        })
+    blank_line_end(head, from.saturating_sub(3), b"\r\n\r\n").or_else(|| {
+        // Bare LF line ends are tolerated by RFC 9112 section 2.2.
+        blank_line_end(head, from.saturating_sub(1), b"\n\n")
+    })
+}
+
+/// Just past the first `blank` (which ends in LF) that lies wholly at or after `start`.
+fn blank_line_end(head: &[u8], start: usize, blank: &[u8]) -> Option<usize> {
+    let first = start + blank.len() - 1;
+    memchr::memchr_iter(b'\n', head.get(first..)?)
+        .map(|i| first + i + 1)
+        .find(|&end| head[end - blank.len()..end] == *blank)
 }
 
 struct ParsedHead {

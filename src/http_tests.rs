@@ -496,3 +496,39 @@ fn a_body_in_progress_counts_the_fields_of_its_head() {
     assert_eq!(c.messages().len(), 1);
     assert!(c.requests.held_bytes() <= KEEP_HEAD_CAPACITY);
 }
+
+/// The head-end search against the plain definition (the first CRLF CRLF whose first byte
+/// is at most 3 before `from`, else the first LF LF at most 1 before it), over every
+/// string of up to 8 bytes of CR, LF and one other byte, from every position.
+#[test]
+fn head_end_is_the_first_blank_line_from_near_where_the_search_resumes() {
+    fn reference(head: &[u8], from: usize) -> Option<usize> {
+        let find = |start: usize, blank: &[u8]| {
+            (start..head.len())
+                .find(|&i| head[i..].starts_with(blank))
+                .map(|i| i + blank.len())
+        };
+        find(from.saturating_sub(3), b"\r\n\r\n").or_else(|| find(from.saturating_sub(1), b"\n\n"))
+    }
+    let mut checked = 0;
+    for len in 0..=8u32 {
+        for mut code in 0..3usize.pow(len) {
+            let head: Vec<u8> = (0..len)
+                .map(|_| {
+                    let b = [b'\r', b'\n', b'a'][code % 3];
+                    code /= 3;
+                    b
+                })
+                .collect();
+            for from in 0..=head.len() {
+                assert_eq!(
+                    find_head_end(&head, from),
+                    reference(&head, from),
+                    "{head:?} from {from}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50_000, "{checked}");
+}

@@ -120,6 +120,9 @@ pub struct Tracker {
     held: usize,
     max_held: usize,
     pub stats: TrackerStats,
+    /// Where a record's finished messages gather before they go out: kept between
+    /// records, so a message costs no allocation here.
+    found: Vec<Paired>,
 }
 
 impl Tracker {
@@ -134,6 +137,7 @@ impl Tracker {
             held: 0,
             max_held,
             stats: TrackerStats::default(),
+            found: Vec::new(),
         }
     }
 
@@ -191,9 +195,9 @@ impl Tracker {
             tid: h.tid,
         };
         let d = (h.direction == DIRECTION_RECV) as usize;
-        let mut found = Vec::new();
+        let found = &mut self.found;
         {
-            let mut sink = conn.pairing.sink(&mut found);
+            let mut sink = conn.pairing.sink(found);
             // Bytes of either direction that came before this record and were never seen:
             // requests or responses may have been among them.
             let seen = |dir: &Direction| dir.cursor.next_pos().unwrap_or(0);
@@ -236,7 +240,7 @@ impl Tracker {
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
             && !conn.dirs.iter().any(|d| d.parser.in_message());
         let (id, endpoints) = (conn.id, conn.endpoints);
-        out.extend(found.into_iter().map(|paired| Emitted {
+        out.extend(found.drain(..).map(|paired| Emitted {
             paired,
             direction: h.direction,
             conn_id: id,
