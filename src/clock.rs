@@ -73,6 +73,12 @@ pub fn rfc3339_into(t: SystemTime, buf: &mut [u8; RFC3339_LEN]) -> &str {
 /// `rfc3339_into` for nanoseconds since the Unix epoch: one division instead of building
 /// and comparing `SystemTime`s, on every line.
 pub fn rfc3339_ns_into(unix_ns: u64, buf: &mut [u8; RFC3339_LEN]) -> &str {
+    std::str::from_utf8(rfc3339_ns_ascii(unix_ns, buf)).expect("digits and ASCII punctuation")
+}
+
+/// `rfc3339_ns_into` as the ASCII bytes it writes, for the JSON writer, which takes them
+/// as they are: checking them as UTF-8 was a percent of the reader's instructions.
+pub fn rfc3339_ns_ascii(unix_ns: u64, buf: &mut [u8; RFC3339_LEN]) -> &[u8] {
     let secs = unix_ns / 1_000_000_000;
     let prefix = LAST_SECOND.with(|last| {
         let (cached, prefix) = last.get();
@@ -93,7 +99,7 @@ pub fn rfc3339_ns_into(unix_ns: u64, buf: &mut [u8; RFC3339_LEN]) -> &str {
         nanos /= 10;
     }
     buf[RFC3339_LEN - 1] = b'Z';
-    std::str::from_utf8(buf).expect("digits and ASCII punctuation")
+    buf
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ impl Line<'_> {
         let mut o = json::Object::begin(out);
         o.plain_str(
             "timestamp",
-            crate::clock::rfc3339_ns_into(self.timestamp, &mut buf),
+            crate::clock::rfc3339_ns_ascii(self.timestamp, &mut buf),
         );
         let key = PrefixKey {
             pid: self.pid,

@@ -123,10 +123,10 @@ impl<'a> Object<'a> {
     /// A member whose value is text known to need no escaping (a timestamp, or one of
     /// the line's own constant values), written between quotes as it is.
     #[inline(always)]
-    pub fn plain_str(&mut self, name: &'static str, value: &str) {
+    pub fn plain_str(&mut self, name: &'static str, value: impl AsRef<[u8]>) {
         let out = self.key(name);
         out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value.as_ref());
         out.push(b'"');
     }
 
