@@ -256,11 +256,11 @@ pub struct SavedArgs {
     pub count: u64,
     /// The socket, or 0 in a seeded entry (see `seeded`).
     pub sock: u64,
+    pub generation: u32,
     /// Non-zero when userspace wrote this entry at start-up for a thread that was already
     /// blocked in the syscall (an idle keep-alive server thread waiting in read): no
     /// entry hook ran, so the exit resolves the socket itself.
     pub seeded: u32,
-    pub _pad: u32,
 }
 
 /// Indexes of the `STATE` array map.

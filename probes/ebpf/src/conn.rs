@@ -68,39 +68,32 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
     Some(state.generation)
 }
 
-/// For a data syscall on `sock`: the connection's state when its bytes may be copied,
-/// after the port filter, the HTTP classification and userspace's ignore list.
+/// For a data syscall on `sock`: the connection's generation when its bytes may be
+/// copied, after the port filter, the HTTP classification and userspace's ignore list.
 #[inline(always)]
-pub fn conn_for_data(sock: u64) -> Option<*mut ConnState> {
-    let state = match CONNS.get_ptr_mut(sock) {
-        Some(s) => s,
+pub fn conn_for_data(sock: u64) -> Option<u32> {
+    let state = match CONNS.get_ptr(sock) {
+        // SAFETY: a valid map value pointer; fields are read by value.
+        Some(s) => unsafe { *s },
         None => {
             open_conn(sock, ConnClass::Midstream)?;
-            CONNS.get_ptr_mut(sock)?
+            // SAFETY: as above.
+            unsafe { *CONNS.get_ptr(sock)? }
         }
     };
-    // SAFETY: a valid map value pointer; fields are read by value.
-    let (class, generation, local_port, remote_port) = unsafe {
-        (
-            (*state).class,
-            (*state).generation,
-            (*state).local_port,
-            (*state).remote_port,
-        )
-    };
-    if class == ConnClass::NotHttp as u32 {
+    if state.class == ConnClass::NotHttp as u32 {
         count(counter::NOT_HTTP, 1);
         return None;
     }
-    if !kernel::ports_selected(local_port, remote_port) {
+    if !kernel::ports_selected(state.local_port, state.remote_port) {
         return None;
     }
     // SAFETY: the value is read by value.
     if let Some(g) = unsafe { IGNORED.get(sock) }
-        && *g == generation
+        && *g == state.generation
     {
         count(counter::NOT_HTTP, 1);
         return None;
     }
-    Some(state)
+    Some(state.generation)
 }

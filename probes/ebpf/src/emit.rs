@@ -149,13 +149,15 @@ fn head_bytes(base: u64, n: u64) -> [u8; 4] {
 
 /// Emits the records for a data syscall that moved `moved` bytes.
 #[inline(always)]
-pub fn data(
-    ctx: &TracePointContext,
-    args: &SavedArgs,
-    conn: &mut ConnState,
-    moved: u64,
-    pid_tgid: u64,
-) {
+pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64) {
+    let Some(conn) = CONNS.get_ptr_mut(args.sock) else {
+        return;
+    };
+    // SAFETY: a valid map value pointer, used for this one program run.
+    let conn = unsafe { &mut *conn };
+    if conn.generation != args.generation {
+        return;
+    }
     let Some(seg) = segments(args) else {
         return;
     };
@@ -184,7 +186,7 @@ pub fn data(
     h.tgid = (pid_tgid >> 32) as u32;
     h.tid = pid_tgid as u32;
     h.fd = args.fd;
-    h.generation = conn.generation;
+    h.generation = args.generation;
     h.sock = args.sock;
     // SAFETY: the helper has no preconditions.
     h.timestamp_ns = unsafe { bpf_ktime_get_ns() };
@@ -210,21 +212,6 @@ pub fn data(
                 FLAG_OMITTED_SPLICE
             };
         output_record(rec, 0);
-        return;
-    }
-    if seg.iov == 0 && moved <= CHUNK_BYTES as u64 {
-        // One buffer that fits one record (a request or response read or written whole,
-        // the common case): copied here, without the tail call and its state.
-        rec.header.stream_pos = pos;
-        rec.header.syscall_offset = 0;
-        rec.header.flags = FLAG_LAST_CHUNK;
-        if read_piece(rec, 0, seg.first_base, moved) {
-            rec.header.data_len = moved as u32;
-            output_record(rec, moved);
-        } else {
-            // As in copy_chunks: the unreadable bytes become a gap in the stream.
-            count(counter::DROPPED, 1);
-        }
         return;
     }
     let Some(cur) = COPY.get_ptr_mut(0) else {

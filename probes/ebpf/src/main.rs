@@ -2,9 +2,8 @@
 //! sockets carrying HTTP into a ring buffer.
 //!
 //! Enter hooks decide cheaply whether a syscall matters (filters, "is this fd a TCP
-//! socket") and save its arguments per thread; the one exit hook, when the syscall moved
-//! bytes, looks up the connection ("is it HTTP", port filter, ignore list) and copies what
-//! the syscall really moved, bounded by its return value.
+//! socket", "is this connection HTTP") and save its arguments per thread; the one exit
+//! hook copies what the syscall really moved, bounded by its return value.
 #![no_std]
 #![no_main]
 
@@ -88,10 +87,7 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
     save_args(ctx, pid_tgid, sock, fd, ptr, count, kind, direction)
 }
 
-/// Saves the arguments of a syscall on `sock` for its exit hook. Whether the connection
-/// is to be copied (class, port filter, ignore list) is decided at exit, with the one
-/// lookup of its state that the copy needs anyway: a syscall that moves nothing (a read
-/// that would block) costs no lookup at all.
+/// Saves the arguments of a syscall on `sock` for its exit hook.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -110,6 +106,9 @@ fn save_args(
     if state_get(state::ARMED) == 0 {
         return 0;
     }
+    let Some(conn) = conn::conn_for_data(sock) else {
+        return 0;
+    };
     let args = SavedArgs {
         kind: kind as u32,
         direction: direction as u32,
@@ -118,8 +117,8 @@ fn save_args(
         ptr,
         count,
         sock,
+        generation: conn,
         seeded: 0,
-        _pad: 0,
     };
     match ARGS.get_ptr_mut(pid_tgid) {
         // SAFETY: the entry is this thread's: the probes write it only from this thread.
@@ -236,22 +235,20 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     if args.syscall_nr != syscall_nr(&ctx) {
         return 0;
     }
-    let moved = ret(&ctx);
     if args.seeded != 0 {
         state_add(state::SEEDS_LEFT, -1);
-        if moved <= 0 {
-            return 0;
-        }
         let Some(sock) = kernel::tcp_sock_of_fd(args.fd) else {
             return 0;
         };
+        let Some(generation) = conn::conn_for_data(sock) else {
+            return 0;
+        };
         args.sock = sock;
+        args.generation = generation;
     }
-    if moved > 0
-        && let Some(conn) = conn::conn_for_data(args.sock)
-    {
-        // SAFETY: a valid map value pointer, used for this one program run.
-        emit::data(&ctx, &args, unsafe { &mut *conn }, moved as u64, pid_tgid);
+    let moved = ret(&ctx);
+    if moved > 0 {
+        emit::data(&ctx, &args, moved as u64, pid_tgid);
     }
     0
 }
@@ -280,8 +277,8 @@ pub fn enter_connect(ctx: TracePointContext) -> u32 {
         ptr: 0,
         count: 0,
         sock: 0,
+        generation: 0,
         seeded: 0,
-        _pad: 0,
     };
     let _ = ARGS.insert(pid_tgid, args, 0);
     0
