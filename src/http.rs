@@ -418,7 +418,6 @@ impl Parser {
         message.last_timestamp_ns = meta.timestamp_ns;
         match body {
             Body::Length(0) => {
-                message.last_timestamp_ns = meta.timestamp_ns;
                 sink.message(message);
                 self.state = if self.switched {
                     State::Done
