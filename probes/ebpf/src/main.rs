@@ -13,7 +13,7 @@ mod kernel;
 mod maps;
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    EbpfContext, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use http_profiler_common::{
     ArgKind, DIRECTION_RECV, DIRECTION_SEND, OMITTED_SENDFILE, OMITTED_SPLICE, SavedArgs, state,
@@ -34,18 +34,27 @@ const RET: usize = 16;
 const MSG_PEEK: u64 = 2;
 const EINPROGRESS: i64 = 115;
 
+/// Loads the 8-byte word at `offset` of the tracepoint record straight from the context.
+/// The verifier allows aligned loads from a tracepoint's context; the helper that
+/// `read_at` calls cost a good share of every hook, and most hooks of every process
+/// do little else.
 #[inline(always)]
-fn arg<T>(ctx: &TracePointContext, i: usize) -> Option<T> {
-    // SAFETY: the offset lies inside the tracepoint record, which holds six arguments.
-    unsafe { ctx.read_at::<T>(ARG0 + 8 * i) }.ok()
+fn word(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: `offset` is a multiple of 8 inside the record, which holds the syscall
+    // number and six arguments (enter) or the return value (exit).
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const u64) }
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    word(ctx, ARG0 + 8 * i)
 }
 
 /// The syscall number: an int in enter records, a long in exit records (little-endian,
 /// so its low half reads the same).
 #[inline(always)]
 fn syscall_nr(ctx: &TracePointContext) -> u32 {
-    // SAFETY: every syscall tracepoint record holds the number at SYSCALL_NR.
-    unsafe { ctx.read_at::<u32>(SYSCALL_NR) }.unwrap_or(u32::MAX)
+    word(ctx, SYSCALL_NR) as u32
 }
 
 /// A thread that enters a syscall is out of whatever syscall userspace seeded for it.
@@ -63,24 +72,19 @@ fn drop_stale_seed(pid_tgid: u64) {
 
 #[inline(always)]
 fn ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: every sys_exit record holds the return value at RET.
-    unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1)
+    word(ctx, RET) as i64
 }
 
 /// Saves a data syscall's arguments for the exit hook when the fd is a TCP socket of a
 /// selected process whose connection may carry HTTP.
 #[inline(always)]
 fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
-    let (Some(fd), Some(ptr), Some(count)) =
-        (arg::<u64>(ctx, 0), arg::<u64>(ctx, 1), arg::<u64>(ctx, 2))
-    else {
-        return 0;
-    };
     let pid_tgid = bpf_get_current_pid_tgid();
     drop_stale_seed(pid_tgid);
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
+    let (fd, ptr, count) = (arg(ctx, 0), arg(ctx, 1), arg(ctx, 2));
     let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) else {
         return 0;
     };
@@ -141,7 +145,7 @@ macro_rules! data_enter {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
             // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
-            if arg::<u64>(&ctx, $flags).unwrap_or(0) & MSG_PEEK != 0 {
+            if arg(&ctx, $flags) & MSG_PEEK != 0 {
                 return 0;
             }
             save_data_args(&ctx, $kind, $direction)
@@ -153,31 +157,26 @@ macro_rules! data_enter {
 /// pass through user memory. Counted and flagged, not copied.
 #[tracepoint]
 pub fn enter_sendfile(ctx: TracePointContext) -> u32 {
-    save_omitted(&ctx, arg::<u64>(&ctx, 0), None, OMITTED_SENDFILE)
+    save_omitted(&ctx, arg(&ctx, 0), None, OMITTED_SENDFILE)
 }
 
 /// splice(fd_in, off_in, fd_out, off_out, len, flags): bytes between a pipe and a socket.
 #[tracepoint]
 pub fn enter_splice(ctx: TracePointContext) -> u32 {
-    save_omitted(
-        &ctx,
-        arg::<u64>(&ctx, 2),
-        arg::<u64>(&ctx, 0),
-        OMITTED_SPLICE,
-    )
+    save_omitted(&ctx, arg(&ctx, 2), Some(arg(&ctx, 0)), OMITTED_SPLICE)
 }
 
 /// Saves an omitted-bytes syscall whose `out` fd (send) or else `input` fd (receive) is
 /// a TCP socket; `ptr` carries the reason.
 #[inline(always)]
-fn save_omitted(ctx: &TracePointContext, out: Option<u64>, input: Option<u64>, reason: u64) -> u32 {
+fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u64) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     drop_stale_seed(pid_tgid);
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
     let (fd, sock, direction) = match (
-        out.and_then(|fd| Some((fd, kernel::tcp_sock_of_fd(fd as i32)?))),
+        kernel::tcp_sock_of_fd(out as i32).map(|sock| (out, sock)),
         input,
     ) {
         (Some((fd, sock)), _) => (fd, sock, DIRECTION_SEND),
@@ -262,9 +261,7 @@ pub fn copy_chunks(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn enter_connect(ctx: TracePointContext) -> u32 {
-    let Some(fd) = arg::<u64>(&ctx, 0) else {
-        return 0;
-    };
+    let fd = arg(&ctx, 0);
     let pid_tgid = bpf_get_current_pid_tgid();
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
@@ -322,9 +319,7 @@ pub fn exit_accept(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn enter_close(ctx: TracePointContext) -> u32 {
-    let Some(fd) = arg::<u64>(&ctx, 0) else {
-        return 0;
-    };
+    let fd = arg(&ctx, 0);
     let pid_tgid = bpf_get_current_pid_tgid();
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
