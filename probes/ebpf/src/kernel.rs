@@ -36,39 +36,51 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
 /// Whether a process passes the `--pid`/`--comm` filters; the profiler itself never does.
 #[inline(always)]
 pub fn process_selected(tgid: u32) -> bool {
+    pid_selected(tgid) && comm_selected()
+}
+
+/// Whether the current thread passes the `--comm` filter.
+#[inline(always)]
+pub fn comm_selected() -> bool {
+    if config!(comm_filter) == 0 {
+        return true;
+    }
+    let Ok(comm) = bpf_get_current_comm() else {
+        return false;
+    };
+    let mut i = 0;
+    while i < comm.len() {
+        if comm[i] != config!(comm[i]) {
+            return false;
+        }
+        if comm[i] == 0 {
+            break;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a process passes the `--pid` filter and is not the profiler: no memory but
+/// `CONFIG` is read, so it is the cheapest test a hook can start with.
+#[inline(always)]
+pub fn pid_selected(tgid: u32) -> bool {
     if tgid == config!(self_tgid) {
         return false;
     }
     let n = config!(pid_count) as usize;
-    if n > 0 {
-        let mut found = false;
-        let mut i = 0;
-        while i < MAX_PID_FILTERS {
-            if i < n && config!(pids[i]) == tgid {
-                found = true;
-            }
-            i += 1;
-        }
-        if !found {
-            return false;
-        }
+    if n == 0 {
+        return true;
     }
-    if config!(comm_filter) != 0 {
-        let Ok(comm) = bpf_get_current_comm() else {
-            return false;
-        };
-        let mut i = 0;
-        while i < comm.len() {
-            if comm[i] != config!(comm[i]) {
-                return false;
-            }
-            if comm[i] == 0 {
-                break;
-            }
-            i += 1;
+    let mut found = false;
+    let mut i = 0;
+    while i < MAX_PID_FILTERS {
+        if i < n && config!(pids[i]) == tgid {
+            found = true;
         }
+        i += 1;
     }
-    true
+    found
 }
 
 /// Whether a connection passes the `--port` filter (either end's port).

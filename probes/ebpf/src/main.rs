@@ -80,8 +80,12 @@ fn ret(ctx: &TracePointContext) -> i64 {
 #[inline(always)]
 fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Seeded entries belong to selected processes only, so the pid filter goes first.
+    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     drop_stale_seed(pid_tgid);
-    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+    if !kernel::comm_selected() {
         return 0;
     }
     let (fd, ptr, count) = (arg(ctx, 0), arg(ctx, 1), arg(ctx, 2));
@@ -171,8 +175,11 @@ pub fn enter_splice(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u64) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     drop_stale_seed(pid_tgid);
-    if !kernel::process_selected((pid_tgid >> 32) as u32) {
+    if !kernel::comm_selected() {
         return 0;
     }
     let (fd, sock, direction) = match (
@@ -221,6 +228,12 @@ data_enter!(
 #[tracepoint]
 pub fn exit_data(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Only threads of processes that pass the pid filter have entries (the enter hooks
+    // and the seeding select them so): the syscalls of all others leave here, without
+    // the hash lookup that would find nothing.
+    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     let Some(slot) = ARGS.get_ptr_mut(pid_tgid) else {
         return 0;
     };
