@@ -73,6 +73,8 @@ pub struct Probes {
     ignored: HashMap<MapData, u64, u32>,
     args: HashMap<MapData, u64, SavedArgs>,
     state: Array<MapData, i64>,
+    /// Whether the hooks have been told to look up IGNORED.
+    ignoring: bool,
     /// Tracepoints this kernel lacks: what goes through them is not captured.
     pub missing: Vec<String>,
 }
@@ -147,6 +149,7 @@ impl Probes {
             ignored,
             args,
             state,
+            ignoring: false,
             missing,
         };
         probes.arm()?;
@@ -213,6 +216,17 @@ impl Probes {
 
     /// Tells the probes to stop copying a connection.
     pub fn ignore(&mut self, ignore: Ignore) {
+        // The hooks look at IGNORED only once this is set; records that pass before they
+        // see it are for a connection the tracker already drops.
+        if !self.ignoring {
+            match self.state.set(state::IGNORING, 1, 0) {
+                Ok(()) => self.ignoring = true,
+                Err(e) => {
+                    log::debug!("could not mark a connection as not HTTP: {e}");
+                    return;
+                }
+            }
+        }
         if let Err(e) = self.ignored.insert(ignore.sock, ignore.generation, 0) {
             log::debug!("could not mark a connection as not HTTP: {e}");
         }

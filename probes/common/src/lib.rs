@@ -273,7 +273,10 @@ pub mod state {
     /// position reveals (a response read while the read hooks were still missing, then
     /// the next one paired with the wrong request).
     pub const ARMED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Non-zero once userspace has put a connection into `IGNORED`: until then the data
+    /// hooks do not look it up (a hash lookup per copied syscall that finds nothing).
+    pub const IGNORING: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Indexes of the per-CPU counters in the `COUNTERS` map.

@@ -5,9 +5,9 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
     kernel::{self, AF_INET, config, read},
-    maps::{CONNS, IGNORED, count},
+    maps::{CONNS, IGNORED, count, state_get},
 };
-use http_profiler_common::counter;
+use http_profiler_common::{counter, state};
 
 #[repr(u32)]
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,8 @@ pub fn conn_for_data(sock: u64) -> Option<u32> {
         return None;
     }
     // SAFETY: the value is read by value.
-    if let Some(g) = unsafe { IGNORED.get(sock) }
+    if state_get(state::IGNORING) != 0
+        && let Some(g) = unsafe { IGNORED.get(sock) }
         && *g == state.generation
     {
         count(counter::NOT_HTTP, 1);
