@@ -150,6 +150,12 @@ macro_rules! data_enter {
         pub fn $name(ctx: TracePointContext) -> u32 {
             // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
             if arg(&ctx, $flags) & MSG_PEEK != 0 {
+                // A peek ends a seeded read as surely as a read does: left in place, a
+                // stale seeded entry would have this peek's bytes copied as read.
+                let pid_tgid = bpf_get_current_pid_tgid();
+                if kernel::pid_selected((pid_tgid >> 32) as u32) {
+                    drop_stale_seed(pid_tgid);
+                }
                 return 0;
             }
             save_data_args(&ctx, $kind, $direction)
