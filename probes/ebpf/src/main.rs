@@ -235,8 +235,8 @@ data_enter!(
 pub fn exit_data(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Only threads of processes that pass the pid filter have entries (the enter hooks
-    // and the seeding select them so): the syscalls of all others leave here, without
-    // the hash lookup that would find nothing.
+    // and the seeding give entries to no others): the syscalls of all others leave
+    // here, without the hash lookup that would find nothing.
     if !kernel::pid_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
