@@ -72,6 +72,21 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
 /// copied, after the port filter, the HTTP classification and userspace's ignore list.
 #[inline(always)]
 pub fn conn_for_data(sock: u64) -> Option<u32> {
+    // With a --port filter, most TCP traffic on a host is someone else's: its ports are
+    // one read away, cheaper than the table lookup, and its connections stay out of the
+    // table.
+    if config!(port_count) != 0 {
+        let o = config!(offsets);
+        let (remote, local): (u16, u16) = if o.sk_num == o.sk_dport + 2 {
+            let pair: u32 = read(sock, o.sk_dport)?;
+            (u16::from_be(pair as u16), (pair >> 16) as u16)
+        } else {
+            (u16::from_be(read(sock, o.sk_dport)?), read(sock, o.sk_num)?)
+        };
+        if !kernel::ports_selected(local, remote) {
+            return None;
+        }
+    }
     let state = match CONNS.get_ptr(sock) {
         // SAFETY: a valid map value pointer; fields are read by value.
         Some(s) => unsafe { *s },
@@ -83,9 +98,6 @@ pub fn conn_for_data(sock: u64) -> Option<u32> {
     };
     if state.class == ConnClass::NotHttp as u32 {
         count(counter::NOT_HTTP, 1);
-        return None;
-    }
-    if !kernel::ports_selected(state.local_port, state.remote_port) {
         return None;
     }
     // SAFETY: the value is read by value.
