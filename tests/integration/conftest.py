@@ -95,11 +95,19 @@ def start_profiler(tmp_path):
 @pytest.fixture
 def echo_server():
     """A Python http.server that echoes POST bodies; yields (pid, port)."""
+    with running_echo_server() as server:
+        yield server
+
+
+@contextmanager
+def running_echo_server():
+    """Runs echo_server.py (a Python http.server that echoes POST bodies); yields (pid, port)."""
     proc = subprocess.Popen([sys.executable, str(HERE / "echo_server.py")], stdout=subprocess.PIPE, text=True)
-    port = int(proc.stdout.readline())
-    yield proc.pid, port
-    proc.terminate()
-    proc.wait()
+    try:
+        yield proc.pid, int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 @contextmanager

@@ -5,11 +5,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from conftest import of_port, python_server
-
-HERE = Path(__file__).resolve().parent
+from conftest import of_port, python_server, running_echo_server
 
 IOVEC_CLIENT = r"""
 import os, socket, sys
@@ -87,16 +84,11 @@ def test_comm_and_pid_filters_select_processes(start_profiler, echo_server):
 
 def test_port_filter_selects_connections(start_profiler, echo_server):
     _, port = echo_server
-    other = subprocess.Popen([sys.executable, str(HERE / "echo_server.py")], stdout=subprocess.PIPE, text=True)
-    try:
-        other_port = int(other.stdout.readline())
+    with running_echo_server() as (_, other_port):
         profiler = start_profiler("--port", str(port))
         for p, path in [(other_port, "/other-before"), (port, "/selected"), (other_port, "/other-after")]:
             subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{p}{path}"], check=True)
         lines = profiler.stop()
-    finally:
-        other.terminate()
-        other.wait()
     # curl's request and response, and the server's: nothing of the other port's server.
     assert of_port(lines, other_port) == [], of_port(lines, other_port)
     selected = of_port(lines, port)

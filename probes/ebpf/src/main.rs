@@ -57,6 +57,20 @@ fn syscall_nr(ctx: &TracePointContext) -> u32 {
     word(ctx, SYSCALL_NR) as u32
 }
 
+/// The entering thread's pid_tgid when its process passes the filters, with its stale
+/// seeded entry dropped on the way: seeded entries belong to selected processes only, so
+/// the pid filter (which reads nothing but CONFIG) goes first, and the comm filter (a
+/// helper call) last.
+#[inline(always)]
+fn selected_thread() -> Option<u64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+        return None;
+    }
+    drop_stale_seed(pid_tgid);
+    kernel::comm_selected().then_some(pid_tgid)
+}
+
 /// A thread that enters a syscall is out of whatever syscall userspace seeded for it.
 #[inline(always)]
 fn drop_stale_seed(pid_tgid: u64) {
@@ -79,15 +93,9 @@ fn ret(ctx: &TracePointContext) -> i64 {
 /// selected process whose connection may carry HTTP.
 #[inline(always)]
 fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // Seeded entries belong to selected processes only, so the pid filter goes first.
-    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+    let Some(pid_tgid) = selected_thread() else {
         return 0;
-    }
-    drop_stale_seed(pid_tgid);
-    if !kernel::comm_selected() {
-        return 0;
-    }
+    };
     let (fd, ptr, count) = (arg(ctx, 0), arg(ctx, 1), arg(ctx, 2));
     let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) else {
         return 0;
@@ -152,10 +160,7 @@ macro_rules! data_enter {
             if arg(&ctx, $flags) & MSG_PEEK != 0 {
                 // A peek ends a seeded read as surely as a read does: left in place, a
                 // stale seeded entry would have this peek's bytes copied as read.
-                let pid_tgid = bpf_get_current_pid_tgid();
-                if kernel::pid_selected((pid_tgid >> 32) as u32) {
-                    drop_stale_seed(pid_tgid);
-                }
+                let _ = selected_thread();
                 return 0;
             }
             save_data_args(&ctx, $kind, $direction)
@@ -180,14 +185,9 @@ pub fn enter_splice(ctx: TracePointContext) -> u32 {
 /// a TCP socket; `ptr` carries the reason.
 #[inline(always)]
 fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u64) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+    let Some(pid_tgid) = selected_thread() else {
         return 0;
-    }
-    drop_stale_seed(pid_tgid);
-    if !kernel::comm_selected() {
-        return 0;
-    }
+    };
     let (fd, sock, direction) = match (
         kernel::tcp_sock_of_fd(out as i32).map(|sock| (out, sock)),
         input,
