@@ -63,6 +63,20 @@ class Profiler:
     def lines(self):
         return [json.loads(line) for line in self.raw().decode().splitlines()]
 
+    def map_entries(self, name):
+        """The entries of the running profiler's BPF map `name`: (key, value) pairs of
+        bytes (bpftool)."""
+        ids = set()
+        for fd in os.listdir(f"/proc/{self.proc.pid}/fdinfo"):
+            with open(f"/proc/{self.proc.pid}/fdinfo/{fd}") as f:
+                ids.update(int(l.split()[1]) for l in f if l.startswith("map_id:"))
+        for map_id in ids:
+            show = subprocess.run(["bpftool", "-j", "map", "show", "id", str(map_id)], capture_output=True, text=True, check=True)
+            if json.loads(show.stdout).get("name") == name:
+                dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True, text=True, check=True)
+                return [tuple(bytes(int(b, 16) for b in e[part]) for part in ("key", "value")) for e in json.loads(dump.stdout)]
+        raise AssertionError(f"the profiler holds no map {name} (maps {sorted(ids)})")
+
     def summary(self):
         """The counters of the exit summary."""
         text = self.stderr_path.read_text()

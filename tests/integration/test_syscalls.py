@@ -88,7 +88,13 @@ def test_port_filter_selects_connections(start_profiler, echo_server):
         profiler = start_profiler("--port", str(port))
         for p, path in [(other_port, "/other-before"), (port, "/selected"), (other_port, "/other-after")]:
             subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{p}{path}"], check=True)
+        # The kernel's connection table: the ends of the selected connection, none of the
+        # other port's, though its server accepted and curl connected while the probes ran.
+        # (ConnState: the local and the remote port are u16s at bytes 26 and 28.)
+        table_ports = {int.from_bytes(v[at:at + 2], sys.byteorder) for _, v in profiler.map_entries("CONNS") for at in (26, 28)}
         lines = profiler.stop()
+    assert other_port not in table_ports, (other_port, table_ports)
+    assert port in table_ports, (port, table_ports)
     # curl's request and response, and the server's: nothing of the other port's server.
     assert of_port(lines, other_port) == [], of_port(lines, other_port)
     selected = of_port(lines, port)

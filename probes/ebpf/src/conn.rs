@@ -36,7 +36,9 @@ pub struct ConnState {
 }
 
 /// Starts a new state for `sock`, replacing whatever an earlier connection on the same
-/// kernel object left.
+/// kernel object left; none for a connection the `--port` filter rejects, so that the
+/// connections accepted or opened by other services never take a table entry that a
+/// captured connection could be evicted for.
 #[inline(always)]
 pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
     let o = config!(offsets);
@@ -55,6 +57,9 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
         local_addr: [0; 16],
         remote_addr: [0; 16],
     };
+    if !kernel::ports_selected(state.local_port, state.remote_port) {
+        return None;
+    }
     if family == AF_INET {
         let l: [u8; 4] = read(sock, o.sk_rcv_saddr)?;
         let r: [u8; 4] = read(sock, o.sk_daddr)?;
