@@ -144,6 +144,7 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         fdtable_fd: field_offset(&btf, "fdtable", &["fd"])?,
         file_inode: field_offset(&btf, "file", &["f_inode"])?,
         file_private_data: field_offset(&btf, "file", &["private_data"])?,
+        file_f_op: field_offset(&btf, "file", &["f_op"])?,
         inode_mode: field_offset(&btf, "inode", &["i_mode"])?,
         socket_type: field_offset(&btf, "socket", &["type"])?,
         socket_sk: field_offset(&btf, "socket", &["sk"])?,

@@ -63,6 +63,7 @@ pub struct KernelOffsets {
     pub fdtable_fd: u32,
     pub file_inode: u32,
     pub file_private_data: u32,
+    pub file_f_op: u32,
     pub inode_mode: u32,
     pub socket_type: u32,
     pub socket_sk: u32,
@@ -114,6 +115,7 @@ impl ProbeConfig {
                 fdtable_fd: 0,
                 file_inode: 0,
                 file_private_data: 0,
+                file_f_op: 0,
                 inode_mode: 0,
                 socket_type: 0,
                 socket_sk: 0,
@@ -276,7 +278,11 @@ pub mod state {
     /// Non-zero once userspace has put a connection into `IGNORED`: until then the data
     /// hooks do not look it up (a hash lookup per copied syscall that finds nothing).
     pub const IGNORING: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// The address of the kernel's `socket_file_ops`, learned by the probes from the first
+    /// file they find to be a socket (see `tcp_file_of_fd`); zero until then. Userspace
+    /// never writes it.
+    pub const SOCKET_FILE_OPS: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Indexes of the per-CPU counters in the `COUNTERS` map.

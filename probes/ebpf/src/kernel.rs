@@ -4,7 +4,11 @@
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
-use http_profiler_common::{FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
+use http_profiler_common::{
+    FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig, state,
+};
+
+use crate::maps::{state_get, state_set};
 
 /// Filled in by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -126,6 +130,28 @@ pub fn last_reference(file: u64) -> bool {
     }
 }
 
+/// Whether `file` is a socket. The kernel tells a socket by its file operations (every
+/// socket file has `socket_file_ops`, and nothing else has them: `sock_from_file`);
+/// their address is in no symbol table the probes can read, so they learn it from the
+/// first file whose inode says it is a socket. From then on a walk reads the pointer,
+/// in the cache line of the file it has just read, instead of the inode's mode, in
+/// another object.
+#[inline(always)]
+fn is_socket(file: u64) -> Option<bool> {
+    let f_op: u64 = read(file, config!(offsets.file_f_op))?;
+    let known = state_get(state::SOCKET_FILE_OPS) as u64;
+    if known != 0 {
+        return Some(f_op == known);
+    }
+    let inode: u64 = read(file, config!(offsets.file_inode))?;
+    let mode: u16 = read(inode, config!(offsets.inode_mode))?;
+    if mode & S_IFMT != S_IFSOCK {
+        return Some(false);
+    }
+    state_set(state::SOCKET_FILE_OPS, f_op as i64);
+    Some(true)
+}
+
 /// The `struct file` and `struct sock` behind `fd`, for a TCP socket (see tcp_sock_of_fd).
 #[inline(always)]
 pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
@@ -146,9 +172,7 @@ pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
     if file == 0 {
         return None;
     }
-    let inode: u64 = read(file, config!(offsets.file_inode))?;
-    let mode: u16 = read(inode, config!(offsets.inode_mode))?;
-    if mode & S_IFMT != S_IFSOCK {
+    if !is_socket(file)? {
         return None;
     }
     let socket: u64 = read(file, config!(offsets.file_private_data))?;

@@ -96,6 +96,14 @@ pub fn state_add(index: u32, by: i64) {
 }
 
 #[inline(always)]
+pub fn state_set(index: u32, value: i64) {
+    if let Some(v) = STATE.get_ptr_mut(index) {
+        // SAFETY: a valid, aligned map value pointer.
+        unsafe { *v = value };
+    }
+}
+
+#[inline(always)]
 pub fn state_get(index: u32) -> i64 {
     // SAFETY: a valid map value pointer, read by value.
     STATE
