@@ -16,7 +16,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ["baseline", "hooks-only", "full", "tcpdump"]
 # With BENCH_BEFORE=<another http-profiler binary>, "full-before" runs it as "full" runs
 # this tree's: a change's effect, measured within the same interleaved runs.
-COMPARE_MODES = MODES + ["full-before"]
+# "other-port" (BENCH_MODES=...,other-port) selects by --port a port nothing uses, as a
+# user watching one service does: every TCP syscall of the host walks from its fd to the
+# socket to read the ports, so it costs more than hooks-only's pid check.
+COMPARE_MODES = MODES + ["other-port", "full-before"]
+UNUSED_PORT = 1
 
 
 def cpu_seconds(pid):
@@ -154,6 +158,8 @@ def start(mode, target, workdir, idle_pid):
         # Probes on every hook, but only an idle process selected: every syscall of the
         # service takes the filter's early exit. The floor that attaching sets.
         return Profiler(workdir, ["--pid", str(idle_pid)])
+    if mode == "other-port":
+        return Profiler(workdir, ["--port", str(UNUSED_PORT)])
     if mode in ("full", "full-before"):
         # The service's own processes, as an agent on its host would see them; the load
         # generator runs here too, but on a real deployment it would be elsewhere.

@@ -211,7 +211,11 @@ def markdown(data):
            f"oha -q, {s['wrk_connections']} connections, latency corrected for coordinated omission, "
            f"BPF run-time accounting on (kernel.bpf_stats_enabled=1). hooks-only: probes attached, only an "
            f"idle process selected (--pid). full: the service's processes selected (--pid), JSON lines to a "
-           f"file on tmpfs. tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
+           f"file on tmpfs. "
+           + (f"other-port: --port {observers.UNUSED_PORT}, a port nothing uses (every TCP syscall of the host "
+              f"walks from its fd to the socket and is rejected on its ports). "
+              if any(r["mode"] == "other-port" for r in runs) else "")
+           + f"tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
            f"on-CPU time (the threads' schedstat, in ns) of the profiler or tcpdump from load start until it has caught up. "
            f"Completeness: responses written whole / requests the load generator completed.", ""]
     out += ["### Targets", "", targets_section(runs, meta), ""]

@@ -9,7 +9,8 @@ Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (7 interleaved runs of
 baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
-add full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
+add other-port for the cost of a --port filter that selects none of this traffic, and
+full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
 
 import json
 import os
