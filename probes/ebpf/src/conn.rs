@@ -43,6 +43,10 @@ pub struct ConnState {
 pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
     let o = config!(offsets);
     let family: u16 = read(sock, o.sk_family)?;
+    let (local_port, remote_port) = kernel::socket_ports(sock)?;
+    if !kernel::ports_selected(local_port, remote_port) {
+        return None;
+    }
     let mut state = ConnState {
         send_pos: 0,
         recv_pos: 0,
@@ -51,15 +55,12 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
         generation: (unsafe { bpf_ktime_get_ns() } >> 10) as u32,
         class: class as u32,
         family,
-        local_port: read(sock, o.sk_num)?,
-        remote_port: u16::from_be(read(sock, o.sk_dport)?),
+        local_port,
+        remote_port,
         _pad: 0,
         local_addr: [0; 16],
         remote_addr: [0; 16],
     };
-    if !kernel::ports_selected(state.local_port, state.remote_port) {
-        return None;
-    }
     if family == AF_INET {
         let l: [u8; 4] = read(sock, o.sk_rcv_saddr)?;
         let r: [u8; 4] = read(sock, o.sk_daddr)?;
@@ -81,13 +82,7 @@ pub fn conn_for_data(sock: u64) -> Option<u32> {
     // one read away, cheaper than the table lookup, and its connections stay out of the
     // table.
     if config!(port_count) != 0 {
-        let o = config!(offsets);
-        let (remote, local): (u16, u16) = if o.sk_num == o.sk_dport + 2 {
-            let pair: u32 = read(sock, o.sk_dport)?;
-            (u16::from_be(pair as u16), (pair >> 16) as u16)
-        } else {
-            (u16::from_be(read(sock, o.sk_dport)?), read(sock, o.sk_num)?)
-        };
+        let (local, remote) = kernel::socket_ports(sock)?;
         if !kernel::ports_selected(local, remote) {
             return None;
         }

@@ -87,6 +87,20 @@ pub fn pid_selected(tgid: u32) -> bool {
     found
 }
 
+/// The local and the remote port of `sock`, in host order. skc_dport (network order) and
+/// skc_num (host order) sit side by side in every supported kernel's sock_common, so one
+/// 4-byte read takes both; two reads where they do not.
+#[inline(always)]
+pub fn socket_ports(sock: u64) -> Option<(u16, u16)> {
+    let o = config!(offsets);
+    if o.sk_num == o.sk_dport + 2 {
+        let pair: u32 = read(sock, o.sk_dport)?;
+        Some(((pair >> 16) as u16, u16::from_be(pair as u16)))
+    } else {
+        Some((read(sock, o.sk_num)?, u16::from_be(read(sock, o.sk_dport)?)))
+    }
+}
+
 /// Whether a connection passes the `--port` filter (either end's port).
 #[inline(always)]
 pub fn ports_selected(local: u16, remote: u16) -> bool {
