@@ -2,10 +2,12 @@
 //! answering wrk on 50 kept-alive connections go through the connection table, the HTTP
 //! parser, pairing, redaction and rendering with `raw_payload`, as the profiler does them
 //! with its defaults. Not counted: reading the ring buffer and writing the file. Timed on
-//! one CPU with nothing else to wait for, so it varies far less than the live figures and
-//! shows a change in the reader from one table to the next. Run by `make bench`
-//! (bench/run.py); `cargo run --release --example reader_cost [EXCHANGES]` alone prints
-//! the figure as JSON.
+//! one CPU with nothing else to wait for, so it varies less than the live figures, but
+//! still with what else the machine runs; the instructions it executes per exchange,
+//! which `make bench` (bench/run.py) also counts under callgrind, do not, and show a
+//! change in the reader from one table to the next on one kind of CPU.
+//! `cargo run --release --example reader_cost [EXCHANGES [ROUNDS]]` alone prints the
+//! figure as JSON.
 
 use std::time::Instant;
 
@@ -89,14 +91,18 @@ fn ns_per_exchange(exchanges: u64) -> f64 {
 }
 
 fn main() {
-    let exchanges: u64 = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let exchanges: u64 = args
+        .next()
         .map_or(200_000, |a| a.parse().expect("a number of exchanges"));
+    let rounds: usize = args
+        .next()
+        .map_or(ROUNDS, |a| a.parse().expect("a number of rounds"));
     // The fastest round: the others were slowed by what else ran on the machine.
-    let best = (0..ROUNDS)
+    let best = (0..rounds)
         .map(|_| ns_per_exchange(exchanges))
         .fold(f64::INFINITY, f64::min);
     println!(
-        "{{\"exchanges\": {exchanges}, \"rounds\": {ROUNDS}, \"ns_per_exchange\": {best:.0}}}"
+        "{{\"exchanges\": {exchanges}, \"rounds\": {rounds}, \"ns_per_exchange\": {best:.0}}}"
     );
 }

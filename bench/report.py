@@ -194,7 +194,11 @@ def targets_section(runs, meta):
             f"- The reader's own work (connection table, parsing, pairing, redaction and the JSON "
             f"line with raw_payload; not the ring buffer or the file), without a kernel "
             f"(bench/reader_cost.rs): {r['ns_per_exchange']:.0f} ns of one CPU per exchange of nginx "
-            f"and wrk (median of {r['runs']} runs, each the best of its rounds; no target).")
+            f"and wrk (median of {r['runs']} runs, each the best of its rounds; no target)"
+            + (f"; {r['instructions_per_exchange']:,.0f} instructions per exchange, counted by callgrind "
+               f"(the same on every run of this build on this kind of CPU, whatever else the machine "
+               f"does: the figure to compare the reader by from one table to the next)."
+               if "instructions_per_exchange" in r else "."))
     return "\n".join(lines)
 
 
@@ -217,7 +221,9 @@ def markdown(data):
               if any(r["mode"] == "other-port" for r in runs) else "")
            + f"tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
            f"on-CPU time (the threads' schedstat, in ns) of the profiler or tcpdump from load start until it has caught up. "
-           f"Completeness: responses written whole / requests the load generator completed.", ""]
+           f"Completeness: responses written whole / requests the load generator completed (above 1 "
+           f"when the generator stopped with requests in flight that the service still answered: wrk "
+           f"and oha count only the requests they saw completed).", ""]
     out += ["### Targets", "", targets_section(runs, meta), ""]
     for target, kind, rate in points([r for r in runs if r["kind"] != "soak"]):
         f = Figures(runs, target, kind, rate)

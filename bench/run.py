@@ -1,7 +1,7 @@
 """make bench: interleaved runs of every mode against every target, closed loop and at
 fixed rates, then a 60 s run at a fixed rate, a many-connections memory check and the
 connection table's housekeeping (bench/housekeeping.rs) and the reader's own work per
-exchange (bench/reader_cost.rs).
+exchange (bench/reader_cost.rs: timed, and its instructions counted under callgrind).
 Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
@@ -15,6 +15,7 @@ full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two bui
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,25 @@ def reader_cost(runs=3):
             "ns_per_exchange": statistics.median(r["ns_per_exchange"] for r in results)}
 
 
+def reader_instructions(exchanges=5000):
+    """bench/reader_cost.rs under callgrind: the instructions the reader executes per
+    exchange. Counted, not timed, so the same on every run of one build on one kind of
+    CPU (within 0.1%), whatever else the machine does; the difference between a run of
+    2N exchanges and one of N leaves out start-up and the first exchanges."""
+    binary = HERE.parent / "target" / "release" / "examples" / "reader_cost"
+
+    def collected(n):
+        run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                              str(binary), str(n), "1"], capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", run.stderr)
+        if not found:
+            raise RuntimeError(f"callgrind printed no instruction count: {run.stderr[-2000:]}")
+        return int(found.group(1))
+
+    return {"exchanges": exchanges,
+            "instructions_per_exchange": (collected(2 * exchanges) - collected(exchanges)) / exchanges}
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
@@ -217,6 +237,7 @@ def main():
             save()
             print("bench: the reader's work per exchange, without a kernel", flush=True)
             meta["reader_cost"] = reader_cost()
+            meta["reader_cost"].update(reader_instructions())
             save()
         finally:
             for t in started:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond `make setup`: tcpdump (the packet-capture
 # comparison), bpftool (kernel-side BPF run times), matplotlib for Debian's python3 (the
-# plot) and oha (load at fixed rates, with latency percentiles). Idempotent.
+# plot), valgrind (the reader's instructions per exchange, counted by callgrind) and oha
+# (load at fixed rates, with latency percentiles). Idempotent.
 set -euo pipefail
 
 log() { printf 'bench setup: %s\n' "$*" >&2; }
@@ -11,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-APT_PACKAGES=(tcpdump bpftool wrk nginx-light python3 python3-matplotlib procps)
+APT_PACKAGES=(tcpdump bpftool wrk nginx-light python3 python3-matplotlib procps valgrind)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
