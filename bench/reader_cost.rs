@@ -6,8 +6,8 @@
 //! still with what else the machine runs; the instructions it executes per exchange,
 //! which `make bench` (bench/run.py) also counts under callgrind, do not, and show a
 //! change in the reader from one table to the next on one kind of CPU.
-//! `cargo run --release --example reader_cost [EXCHANGES [ROUNDS]]` alone prints the
-//! figure as JSON.
+//! `cargo run --release --example reader_cost [EXCHANGES [ROUNDS]] [--no-raw-payload]`
+//! alone prints the figure as JSON.
 
 use std::time::Instant;
 
@@ -48,12 +48,12 @@ fn header(sock: u64, direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader
 }
 
 /// Nanoseconds per exchange over `exchanges` exchanges.
-fn ns_per_exchange(exchanges: u64) -> f64 {
+fn ns_per_exchange(exchanges: u64, with_raw: bool) -> f64 {
     let mut tracker = Tracker::new(Limits::default(), 4096, usize::MAX);
     let mut procs = ProcessCache::default();
     let clock = WallClock::now();
     let format = Format {
-        with_raw: true,
+        with_raw,
         redact: Redactor::new::<&str>(&[]),
     };
     let (mut emitted, mut out) = (Vec::new(), Vec::with_capacity(1 << 20));
@@ -91,18 +91,26 @@ fn ns_per_exchange(exchanges: u64) -> f64 {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let exchanges: u64 = args
+    // `--no-raw-payload`, anywhere: the lines without raw_payload, as that option writes them.
+    let (flags, numbers): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let with_raw = match flags.as_slice() {
+        [] => true,
+        [flag] if flag == "--no-raw-payload" => false,
+        other => panic!("unknown options {other:?}: the only one is --no-raw-payload"),
+    };
+    let mut numbers = numbers.into_iter();
+    let exchanges: u64 = numbers
         .next()
         .map_or(200_000, |a| a.parse().expect("a number of exchanges"));
-    let rounds: usize = args
+    let rounds: usize = numbers
         .next()
         .map_or(ROUNDS, |a| a.parse().expect("a number of rounds"));
     // The fastest round: the others were slowed by what else ran on the machine.
     let best = (0..rounds)
-        .map(|_| ns_per_exchange(exchanges))
+        .map(|_| ns_per_exchange(exchanges, with_raw))
         .fold(f64::INFINITY, f64::min);
     println!(
-        "{{\"exchanges\": {exchanges}, \"rounds\": {rounds}, \"ns_per_exchange\": {best:.0}}}"
+        "{{\"exchanges\": {exchanges}, \"rounds\": {rounds}, \"raw_payload\": {with_raw}, \"ns_per_exchange\": {best:.0}}}"
     );
 }

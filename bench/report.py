@@ -197,7 +197,8 @@ def targets_section(runs, meta):
             f"and wrk (median of {r['runs']} runs, each the best of its rounds; no target)"
             + (f"; {r['instructions_per_exchange']:,.0f} instructions per exchange, counted by callgrind "
                f"(the same on every run of this build on this kind of CPU, whatever else the machine "
-               f"does: the figure to compare the reader by from one table to the next)."
+               f"does: the figure to compare the reader by from one table to the next), "
+               f"{r['instructions_per_exchange_no_raw']:,.0f} with --no-raw-payload."
                if "instructions_per_exchange" in r else "."))
     return "\n".join(lines)
 

@@ -128,7 +128,7 @@ def reader_cost(runs=3):
             "ns_per_exchange": statistics.median(r["ns_per_exchange"] for r in results)}
 
 
-def reader_instructions(exchanges=5000):
+def reader_instructions(exchanges=5000, options=()):
     """bench/reader_cost.rs under callgrind: the instructions the reader executes per
     exchange. Counted, not timed, so the same on every run of one build on one kind of
     CPU (within 0.1%), whatever else the machine does; the difference between a run of
@@ -137,14 +137,14 @@ def reader_instructions(exchanges=5000):
 
     def collected(n):
         run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                              str(binary), str(n), "1"], capture_output=True, text=True, check=True)
+                              str(binary), str(n), "1", *options],
+                             capture_output=True, text=True, check=True)
         found = re.search(r"Collected : (\d+)", run.stderr)
         if not found:
             raise RuntimeError(f"callgrind printed no instruction count: {run.stderr[-2000:]}")
         return int(found.group(1))
 
-    return {"exchanges": exchanges,
-            "instructions_per_exchange": (collected(2 * exchanges) - collected(exchanges)) / exchanges}
+    return (collected(2 * exchanges) - collected(exchanges)) / exchanges
 
 
 def main():
@@ -237,7 +237,9 @@ def main():
             save()
             print("bench: the reader's work per exchange, without a kernel", flush=True)
             meta["reader_cost"] = reader_cost()
-            meta["reader_cost"].update(reader_instructions())
+            meta["reader_cost"]["instructions_per_exchange"] = reader_instructions()
+            meta["reader_cost"]["instructions_per_exchange_no_raw"] = \
+                reader_instructions(options=["--no-raw-payload"])
             save()
         finally:
             for t in started:
