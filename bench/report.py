@@ -47,6 +47,13 @@ class Figures:
     def ratio(self, mode, key):
         return med(self.ratios(mode, key))
 
+    def between(self, mode, other, value):
+        """The median over runs of value(mode's row) / value(other's row), taken within each
+        run: two builds or modes compared without the baseline between them."""
+        mine, theirs = ({r["run"]: r for r in self.of(m)} for m in (mode, other))
+        return med([value(mine[k]) / value(theirs[k]) for k in sorted(mine)
+                    if k in theirs and value(mine[k]) is not None and value(theirs[k])])
+
     def per_exchange(self, mode, key, scale):
         return med([r[key] * scale / r["requests"] for r in self.of(mode)
                     if r.get(key) is not None and r["requests"]])
@@ -113,6 +120,18 @@ def targets_section(runs, meta):
                      f"target ≤ 2000: **{'met' if bpf <= 2000 else 'NOT met'}**. This is every run of the "
                      f"profiler's programs during the load, whichever process made the syscall, divided by "
                      f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns.")
+    if closed.of("full-before") or fixed.of("full-before"):
+        def per_request(key):
+            return lambda r: r[key] / r["requests"] if r.get(key) is not None and r["requests"] else None
+        lines.append(
+            f"- This build's full capture against the build BENCH_BEFORE names (full-before), medians "
+            f"of ratios within each run: nginx closed loop req/s "
+            f"{fmt(closed.between('full', 'full-before', lambda r: r.get('rps')), '.3f')} (observer CPU per "
+            f"exchange {fmt(closed.between('full', 'full-before', per_request('cpu_seconds')), '.3f')}); at "
+            f"{rate}/s BPF time per exchange "
+            f"{fmt(fixed.between('full', 'full-before', per_request('bpf_ns')), '.3f')}, observer CPU per "
+            f"exchange {fmt(fixed.between('full', 'full-before', per_request('cpu_seconds')), '.3f')} "
+            f"(no target).")
     per_rate = [(q, Figures(runs, "nginx", "rate", q).millicores("full"))
                 for q in sorted({r["rate"] for r in runs if r["kind"] == "rate" and r["target"] == "nginx"})]
     per_rate = [(q, m) for q, m in per_rate if m is not None]
@@ -220,6 +239,8 @@ def markdown(data):
            + (f"other-port: --port {observers.UNUSED_PORT}, a port nothing uses (every TCP syscall of the host "
               f"walks from its fd to the socket and is rejected on its ports). "
               if any(r["mode"] == "other-port" for r in runs) else "")
+           + ("full-before: as full, by the build BENCH_BEFORE names. "
+              if any(r["mode"] == "full-before" for r in runs) else "")
            + f"tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
            f"on-CPU time (the threads' schedstat, in ns) of the profiler or tcpdump from load start until it has caught up. "
            f"Completeness: responses written whole / requests the load generator completed (above 1 "
