@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +135,8 @@ def reader_instructions(exchanges=5000, options=()):
     CPU (within 0.1%), whatever else the machine does; the difference between a run of
     2N exchanges and one of N leaves out start-up and the first exchanges."""
     binary = HERE.parent / "target" / "release" / "examples" / "reader_cost"
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("valgrind is missing: run bench/setup.sh (make bench does) or apt install valgrind")
 
     def collected(n):
         run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",

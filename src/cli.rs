@@ -32,7 +32,7 @@ pub struct Cli {
     pub output: PathBuf,
 
     /// Capture only these processes (repeatable). The cheapest filter: the syscalls of
-    /// every other process leave the probes after one compare.
+    /// every other process leave the probes after a few compares.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
 
