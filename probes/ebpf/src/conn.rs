@@ -41,12 +41,12 @@ pub struct ConnState {
 /// captured connection could be evicted for.
 #[inline(always)]
 pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
-    let o = config!(offsets);
-    let family: u16 = read(sock, o.sk_family)?;
     let (local_port, remote_port) = kernel::socket_ports(sock)?;
     if !kernel::ports_selected(local_port, remote_port) {
         return None;
     }
+    let o = config!(offsets);
+    let family: u16 = read(sock, o.sk_family)?;
     let mut state = ConnState {
         send_pos: 0,
         recv_pos: 0,
