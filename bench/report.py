@@ -25,6 +25,11 @@ def fmt(v, spec=".0f", unit=""):
     return "—" if v is None else f"{v:{spec}}{unit}"
 
 
+def per_request(row, key):
+    """A row's `key` per request the load generator completed, if it has both."""
+    return row[key] / row["requests"] if row.get(key) is not None and row["requests"] else None
+
+
 class Figures:
     """Medians of one (target, load) point over its runs, per mode, with ratios taken
     within each interleaved run before the median."""
@@ -39,24 +44,26 @@ class Figures:
     def m(self, mode, key):
         return med([r.get(key) for r in self.of(mode)])
 
+    def per_run(self, mode, other, value):
+        """value(mode's row) / value(other's row) within each run, in run order."""
+        mine, theirs = ({r["run"]: r for r in self.of(m)} for m in (mode, other))
+        return [value(mine[k]) / value(theirs[k]) for k in sorted(mine)
+                if k in theirs and value(mine[k]) is not None and value(theirs[k])]
+
     def ratios(self, mode, key):
         """The ratio to the baseline within each run, in run order."""
-        return [r[key] / self.base[r["run"]][key] for r in sorted(self.of(mode), key=lambda r: r["run"])
-                if r["run"] in self.base and self.base[r["run"]][key]]
+        return self.per_run(mode, "baseline", lambda r: r[key])
 
     def ratio(self, mode, key):
         return med(self.ratios(mode, key))
 
     def between(self, mode, other, value):
-        """The median over runs of value(mode's row) / value(other's row), taken within each
-        run: two builds or modes compared without the baseline between them."""
-        mine, theirs = ({r["run"]: r for r in self.of(m)} for m in (mode, other))
-        return med([value(mine[k]) / value(theirs[k]) for k in sorted(mine)
-                    if k in theirs and value(mine[k]) is not None and value(theirs[k])])
+        """The median of `per_run`: two builds or modes compared without the baseline
+        between them."""
+        return med(self.per_run(mode, other, value))
 
     def per_exchange(self, mode, key, scale):
-        return med([r[key] * scale / r["requests"] for r in self.of(mode)
-                    if r.get(key) is not None and r["requests"]])
+        return med([v * scale for v in (per_request(r, key) for r in self.of(mode)) if v is not None])
 
     def millicores(self, mode):
         # millicores per 10k exchanges/s = CPU microseconds per exchange x 10
@@ -121,16 +128,14 @@ def targets_section(runs, meta):
                      f"profiler's programs during the load, whichever process made the syscall, divided by "
                      f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns.")
     if closed.of("full-before") or fixed.of("full-before"):
-        def per_request(key):
-            return lambda r: r[key] / r["requests"] if r.get(key) is not None and r["requests"] else None
         lines.append(
             f"- This build's full capture against the build BENCH_BEFORE names (full-before), medians "
             f"of ratios within each run: nginx closed loop req/s "
             f"{fmt(closed.between('full', 'full-before', lambda r: r.get('rps')), '.3f')} (observer CPU per "
-            f"exchange {fmt(closed.between('full', 'full-before', per_request('cpu_seconds')), '.3f')}); at "
+            f"exchange {fmt(closed.between('full', 'full-before', lambda r: per_request(r, 'cpu_seconds')), '.3f')}); at "
             f"{rate}/s BPF time per exchange "
-            f"{fmt(fixed.between('full', 'full-before', per_request('bpf_ns')), '.3f')}, observer CPU per "
-            f"exchange {fmt(fixed.between('full', 'full-before', per_request('cpu_seconds')), '.3f')} "
+            f"{fmt(fixed.between('full', 'full-before', lambda r: per_request(r, 'bpf_ns')), '.3f')}, observer CPU per "
+            f"exchange {fmt(fixed.between('full', 'full-before', lambda r: per_request(r, 'cpu_seconds')), '.3f')} "
             f"(no target).")
     per_rate = [(q, Figures(runs, "nginx", "rate", q).millicores("full"))
                 for q in sorted({r["rate"] for r in runs if r["kind"] == "rate" and r["target"] == "nginx"})]

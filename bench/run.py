@@ -133,7 +133,8 @@ def reader_instructions(exchanges=5000, options=()):
     """bench/reader_cost.rs under callgrind: the instructions the reader executes per
     exchange. Counted, not timed, so the same on every run of one build on one kind of
     CPU (within 0.1%), whatever else the machine does; the difference between a run of
-    2N exchanges and one of N leaves out start-up and the first exchanges."""
+    2N exchanges and one of N leaves out start-up and the first exchanges. Runs the binary
+    `reader_cost()` has just built."""
     binary = HERE.parent / "target" / "release" / "examples" / "reader_cost"
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is missing: run bench/setup.sh (make bench does) or apt install valgrind")
