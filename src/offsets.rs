@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
-use http_profiler_common::{FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF, KernelOffsets};
+use http_profiler_common::{
+    FDTABLE_HEAD_BYTES, FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF, KernelOffsets, SOCKET_HEAD_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
@@ -22,6 +24,17 @@ pub enum OffsetError {
     BadBtf { path: String, source: btf_rs::Error },
     #[error("the kernel's BTF has no {0}: this kernel's layout is not supported")]
     Missing(String),
+    #[error(
+        "{field} is at bytes {start}..{end} of its struct in this kernel, not inside one \
+         8-byte word of the first {head} bytes, which the probes read at once: this \
+         kernel's layout is not supported"
+    )]
+    OutsideHead {
+        field: String,
+        start: u32,
+        end: u32,
+        head: u32,
+    },
     #[error("{0} is a bit field in this kernel: not supported")]
     BitField(String),
     #[error("reading BTF: {0}")]
@@ -47,6 +60,41 @@ pub fn field_offset(btf: &Btf, strukt: &str, path: &[&str]) -> Result<u32, Offse
         return Err(OffsetError::BitField(name));
     }
     Ok(bits / 8)
+}
+
+/// Checks that each of `fields` (name, offset, size in bytes) lies inside the first
+/// `head` bytes of `strukt`, a struct of `size` bytes, and inside one 8-byte word of
+/// them: the probes read those bytes with one helper call and take each field from its
+/// word.
+pub fn check_head(
+    strukt: &str,
+    size: usize,
+    head: u32,
+    fields: &[(&str, u32, u32)],
+) -> Result<(), OffsetError> {
+    if size < head as usize {
+        return Err(OffsetError::Missing(format!(
+            "{head} bytes in struct {strukt} (it has {size})"
+        )));
+    }
+    for &(field, start, bytes) in fields {
+        let end = start + bytes;
+        if end > head || start % 8 + bytes > 8 {
+            return Err(OffsetError::OutsideHead {
+                field: format!("{strukt}.{field}"),
+                start,
+                end,
+                head,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn struct_size(btf: &Btf, name: &str) -> Result<usize, OffsetError> {
+    Ok(find_struct(btf, name)?
+        .ok_or_else(|| OffsetError::Missing(format!("struct {name}")))?
+        .size())
 }
 
 fn find_struct(btf: &Btf, name: &str) -> Result<Option<btf_rs::Struct>, OffsetError> {
@@ -137,17 +185,39 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         ),
         Err(e) => return Err(e),
     };
+    let fdtable_max_fds = field_offset(&btf, "fdtable", &["max_fds"])?;
+    let fdtable_fd = field_offset(&btf, "fdtable", &["fd"])?;
+    check_head(
+        "fdtable",
+        struct_size(&btf, "fdtable")?,
+        FDTABLE_HEAD_BYTES,
+        &[("max_fds", fdtable_max_fds, 4), ("fd", fdtable_fd, 8)],
+    )?;
+    let socket_type = field_offset(&btf, "socket", &["type"])?;
+    let socket_sk = field_offset(&btf, "socket", &["sk"])?;
+    let socket_ops = field_offset(&btf, "socket", &["ops"])?;
+    check_head(
+        "socket",
+        struct_size(&btf, "socket")?,
+        SOCKET_HEAD_BYTES,
+        &[
+            ("type", socket_type, 2),
+            ("sk", socket_sk, 8),
+            ("ops", socket_ops, 8),
+        ],
+    )?;
     Ok(KernelOffsets {
         task_files: field_offset(&btf, "task_struct", &["files"])?,
         files_fdt: field_offset(&btf, "files_struct", &["fdt"])?,
-        fdtable_max_fds: field_offset(&btf, "fdtable", &["max_fds"])?,
-        fdtable_fd: field_offset(&btf, "fdtable", &["fd"])?,
+        fdtable_max_fds,
+        fdtable_fd,
         file_inode: field_offset(&btf, "file", &["f_inode"])?,
         file_private_data: field_offset(&btf, "file", &["private_data"])?,
         file_f_op: field_offset(&btf, "file", &["f_op"])?,
         inode_mode: field_offset(&btf, "inode", &["i_mode"])?,
-        socket_type: field_offset(&btf, "socket", &["type"])?,
-        socket_sk: field_offset(&btf, "socket", &["sk"])?,
+        socket_type,
+        socket_sk,
+        socket_ops,
         sk_family: sk("skc_family")?,
         sk_protocol: field_offset(&btf, "sock", &["sk_protocol"])?,
         sk_num: sk("skc_num")?,
@@ -186,11 +256,28 @@ mod tests {
         assert_eq!(o.sk_daddr, 0, "skc_daddr opens struct sock_common");
         assert_eq!(o.sk_rcv_saddr, 4);
         assert!(o.task_files > 0 && o.sk_family > 0 && o.sk_protocol > o.sk_family);
-        assert!(o.sk_v6_daddr > 0 && o.socket_sk > o.socket_type);
+        assert!(o.sk_v6_daddr > 0 && o.socket_ops > o.socket_sk && o.socket_sk > o.socket_type);
         assert!(
             o.file_count > 0
                 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind)
         );
+    }
+
+    #[test]
+    fn fields_outside_the_head_the_probes_read_are_refused() {
+        let socket = [("type", 4, 2), ("sk", 24, 8), ("ops", 32, 8)];
+        check_head("socket", 128, 40, &socket).expect("the layout of every supported kernel");
+        let moved = [("type", 4, 2), ("sk", 32, 8), ("ops", 40, 8)];
+        let err = check_head("socket", 128, 40, &moved)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("socket.ops") && err.contains("40..48"),
+            "{err}"
+        );
+        let straddling = [("max_fds", 6, 4)];
+        assert!(check_head("fdtable", 56, 16, &straddling).is_err());
+        assert!(check_head("fdtable", 8, 16, &[("max_fds", 0, 4)]).is_err());
     }
 
     #[test]

@@ -213,17 +213,30 @@ def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_pat
         tx.sendto(b"GET /udp HTTP/1.1\r\nHost: x\r\n\r\n", rx.getsockname())
         rx.recvfrom(4096)
     # A TCP connection carrying random bytes, from another process so that the profiler
-    # (which ignores the test runner only if it is itself) sees both ends.
+    # (which ignores the test runner only if it is itself) sees both ends; before and
+    # after it, Unix stream sockets carrying HTTP text. The probes learn TCP's socket
+    # operations from the TCP connection and tell TCP by them from then on: the Unix
+    # sockets after it must still be told apart.
     script = (
         "import os, socket\n"
+        "def unix():\n"
+        "    u, v = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "    for _ in range(20):\n"
+        "        u.sendall(b'GET /unix HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); v.recv(65536)\n"
+        "        v.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'); u.recv(65536)\n"
+        "unix()\n"
         "s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
         "for _ in range(50):\n"
         "    c.sendall(b'\\x16\\x03' + os.urandom(4094)); n = 0\n"
         "    while n < 4096: n += len(a.recv(65536))\n"
         "    a.sendall(os.urandom(1000)); n = 0\n"
         "    while n < 1000: n += len(c.recv(65536))\n"
+        "unix()\n"
     )
     subprocess.run(["python3", "-c", script], check=True)
+    # The operations of TCP over IPv4 were learned (STATE index 4, TCP_OPS_INET).
+    state = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in profiler.map_entries("STATE")}
+    assert state[4] != 0, state
     lines = profiler.stop()
     assert profiler.returncode == 0
     assert lines == []

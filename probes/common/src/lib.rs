@@ -67,6 +67,7 @@ pub struct KernelOffsets {
     pub inode_mode: u32,
     pub socket_type: u32,
     pub socket_sk: u32,
+    pub socket_ops: u32,
     pub sk_family: u32,
     pub sk_protocol: u32,
     pub sk_num: u32,
@@ -80,6 +81,12 @@ pub struct KernelOffsets {
     pub file_count: u32,
     pub file_count_kind: u32,
 }
+
+/// The leading bytes of `struct fdtable` (max_fds, fd) and of `struct socket` (type, sk,
+/// ops) that the probes read with one helper call each; userspace checks at start-up
+/// that those fields lie in them, each inside one 8-byte word.
+pub const FDTABLE_HEAD_BYTES: u32 = 16;
+pub const SOCKET_HEAD_BYTES: u32 = 40;
 
 pub const FILE_COUNT_IS_COUNT: u32 = 1;
 pub const FILE_COUNT_IS_REF: u32 = 2;
@@ -119,6 +126,7 @@ impl ProbeConfig {
                 inode_mode: 0,
                 socket_type: 0,
                 socket_sk: 0,
+                socket_ops: 0,
                 sk_family: 0,
                 sk_protocol: 0,
                 sk_num: 0,
@@ -282,7 +290,13 @@ pub mod state {
     /// file they find to be a socket (see `tcp_file_of_fd`); zero until then. Userspace
     /// never writes it.
     pub const SOCKET_FILE_OPS: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// The socket operations of TCP over IPv4 and over IPv6 (`inet_stream_ops`,
+    /// `inet6_stream_ops`), learned by the probes from the first socket of each family
+    /// whose sock says TCP (see `tcp_file_of_fd`); zero until then. Userspace never
+    /// writes them.
+    pub const TCP_OPS_INET: u32 = 4;
+    pub const TCP_OPS_INET6: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Indexes of the per-CPU counters in the `COUNTERS` map.

@@ -5,7 +5,8 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
 use http_profiler_common::{
-    FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig, state,
+    FDTABLE_HEAD_BYTES, FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig,
+    SOCKET_HEAD_BYTES, state,
 };
 
 use crate::maps::{state_get, state_set};
@@ -36,6 +37,38 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly on a bad one.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
 }
+
+/// The first `N` words of a kernel object, read with one helper call: fields that share
+/// an object's head cost one call, not one each.
+#[inline(always)]
+fn read_head<const N: usize>(base: u64) -> Option<[u64; N]> {
+    read(base, 0)
+}
+
+/// The `bytes`-wide field at `offset` of a head read by `read_head`; userspace checked
+/// at start-up that it lies inside one of the head's words.
+#[inline(always)]
+fn head_field<const N: usize>(head: &[u64; N], offset: u32, bytes: u32) -> u64 {
+    let index = (offset / 8) as usize;
+    let mut word = 0;
+    // Constant indexes only: the verifier of older kernels refuses a variable one.
+    let mut i = 0;
+    while i < N {
+        if i == index {
+            word = head[i];
+        }
+        i += 1;
+    }
+    let word = word >> ((offset % 8) * 8);
+    if bytes >= 8 {
+        word
+    } else {
+        word & ((1u64 << (bytes * 8)) - 1)
+    }
+}
+
+const FDTABLE_HEAD: usize = FDTABLE_HEAD_BYTES as usize / 8;
+const SOCKET_HEAD: usize = SOCKET_HEAD_BYTES as usize / 8;
 
 /// Whether a process passes the `--pid`/`--comm` filters; the profiler itself never does.
 #[inline(always)]
@@ -177,11 +210,11 @@ pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, config!(offsets.task_files))?;
     let fdt: u64 = read(files, config!(offsets.files_fdt))?;
-    let max_fds: u32 = read(fdt, config!(offsets.fdtable_max_fds))?;
-    if fd as u32 >= max_fds {
+    let fdt_head: [u64; FDTABLE_HEAD] = read_head(fdt)?;
+    if fd as u64 >= head_field(&fdt_head, config!(offsets.fdtable_max_fds), 4) {
         return None;
     }
-    let fd_array: u64 = read(fdt, config!(offsets.fdtable_fd))?;
+    let fd_array = head_field(&fdt_head, config!(offsets.fdtable_fd), 8);
     let file: u64 = read(fd_array, fd as u32 * 8)?;
     if file == 0 {
         return None;
@@ -190,18 +223,46 @@ pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
         return None;
     }
     let socket: u64 = read(file, config!(offsets.file_private_data))?;
-    let sock_type: u16 = read(socket, config!(offsets.socket_type))?;
-    if sock_type != SOCK_STREAM {
+    let head: [u64; SOCKET_HEAD] = read_head(socket)?;
+    if head_field(&head, config!(offsets.socket_type), 2) as u16 != SOCK_STREAM {
         return None;
     }
-    let sk: u64 = read(socket, config!(offsets.socket_sk))?;
-    let family: u16 = read(sk, config!(offsets.sk_family))?;
-    if family != AF_INET && family != AF_INET6 {
-        return None;
-    }
-    let protocol: u16 = read(sk, config!(offsets.sk_protocol))?;
-    if protocol != IPPROTO_TCP {
+    let sk = head_field(&head, config!(offsets.socket_sk), 8);
+    if sk == 0 || !is_tcp(sk, head_field(&head, config!(offsets.socket_ops), 8))? {
         return None;
     }
     Some((file, sk))
+}
+
+/// Whether the stream socket `sk`, whose `struct socket` has the operations `ops`, is TCP
+/// over IPv4 or IPv6. A socket with the operations of a socket found to be TCP of a
+/// family is TCP of that family: the kernel gives plain TCP sockets `inet_stream_ops` or
+/// `inet6_stream_ops`, and kernel-TLS ones TLS tables, none of which another protocol
+/// uses. Their addresses are in no symbol table the probes can read, so the probes learn
+/// one per family from the first socket whose sock says TCP, and from then on know such
+/// sockets by the operations in the socket's head, read anyway, without reading the
+/// sock's family and protocol (two cache lines the syscall may not have touched yet).
+/// Sockets with other operations (Unix, MPTCP) are still judged by those two fields.
+#[inline(always)]
+fn is_tcp(sk: u64, ops: u64) -> Option<bool> {
+    if ops != 0
+        && (ops == state_get(state::TCP_OPS_INET) as u64
+            || ops == state_get(state::TCP_OPS_INET6) as u64)
+    {
+        return Some(true);
+    }
+    let family: u16 = read(sk, config!(offsets.sk_family))?;
+    let learned = match family {
+        AF_INET => state::TCP_OPS_INET,
+        AF_INET6 => state::TCP_OPS_INET6,
+        _ => return Some(false),
+    };
+    let protocol: u16 = read(sk, config!(offsets.sk_protocol))?;
+    if protocol != IPPROTO_TCP {
+        return Some(false);
+    }
+    if state_get(learned) == 0 {
+        state_set(learned, ops as i64);
+    }
+    Some(true)
 }
