@@ -155,7 +155,8 @@ pub fn ports_selected(local: u16, remote: u16) -> bool {
 }
 
 /// The `struct sock` behind `fd` in the current process, if it is a TCP socket over IPv4
-/// or IPv6: task->files->fdt->fd[fd]->(inode is a socket)->private_data(socket)->sk.
+/// or IPv6: task->files->fdt->fd[fd], a file with the socket file operations (is_socket),
+/// ->private_data, a stream socket with TCP's operations (is_tcp), ->sk.
 #[inline(always)]
 pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
     tcp_file_of_fd(fd).map(|(_, sk)| sk)
