@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("HTTP_PROFILER", ROOT / "target" / "release" / "http-profiler"))
 HERE = Path(__file__).resolve().parent
 
+# Indexes of the probes' STATE map that the tests read (http_profiler_common::state).
+SOCKET_FILE_OPS = 3
+TCP_OPS_INET = 4
+TCP_OPS_INET6 = 5
+
 
 def pytest_sessionstart(session):
     if os.geteuid() != 0:
@@ -76,6 +81,10 @@ class Profiler:
                 dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True, text=True, check=True)
                 return [tuple(bytes(int(b, 16) for b in e[part]) for part in ("key", "value")) for e in json.loads(dump.stdout)]
         raise AssertionError(f"the profiler holds no map {name} (maps {sorted(ids)})")
+
+    def state(self):
+        """The running profiler's STATE map: index -> value (unsigned)."""
+        return {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in self.map_entries("STATE")}
 
     def summary(self):
         """The counters of the exit summary."""

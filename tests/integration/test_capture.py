@@ -6,10 +6,9 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 
-from conftest import keepalive_client, of_port
+from conftest import SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port
 
 CLIENT, SERVER = "client", "server"
 
@@ -184,11 +183,10 @@ for i in range(20):
 """
     profiler = start_profiler()
     subprocess.run(["python3", "-c", script], check=True, timeout=60)
-    # The probes have learned the address of the kernel's socket file operations (STATE
-    # index 3), by which they tell sockets from files after the first socket: the lines
+    # The probes have learned the address of the kernel's socket file operations, by which they tell sockets from files after the first socket: the lines
     # below show that the files' reads and writes were told apart from the socket's.
-    state = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in profiler.map_entries("STATE")}
-    assert state[3] != 0, state
+    state = profiler.state()
+    assert state[SOCKET_FILE_OPS] != 0, state
     lines = profiler.stop()
     assert profiler.returncode == 0
     requests = sorted(l["url"] for l in lines if "method" in l)
@@ -234,9 +232,9 @@ def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_pat
         "unix()\n"
     )
     subprocess.run(["python3", "-c", script], check=True)
-    # The operations of TCP over IPv4 were learned (STATE index 4, TCP_OPS_INET).
-    state = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in profiler.map_entries("STATE")}
-    assert state[4] != 0, state
+    # The operations of TCP over IPv4 were learned.
+    state = profiler.state()
+    assert state[TCP_OPS_INET] != 0, state
     lines = profiler.stop()
     assert profiler.returncode == 0
     assert lines == []

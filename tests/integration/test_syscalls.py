@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import of_port, python_server, running_echo_server
+from conftest import TCP_OPS_INET, TCP_OPS_INET6, of_port, python_server, running_echo_server
 
 IOVEC_CLIENT = r"""
 import os, socket, sys
@@ -151,10 +151,10 @@ def test_ipv6_and_ipv4_mapped_addresses_print_as_the_peer_sees_them(start_profil
         profiler = start_profiler("--port", str(port))
         subprocess.run(["curl", "-sf", "-o", "/dev/null", "-g", f"http://[::1]:{port}/six"], check=True)
         subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/four"], check=True)
-        # The probes learned the operations of TCP over both (STATE indexes 4 and 5,
-        # TCP_OPS_INET and TCP_OPS_INET6), which differ.
-        state = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in profiler.map_entries("STATE")}
-        assert state[4] != 0 and state[5] != 0 and state[4] != state[5], state
+        # The probes learned the operations of TCP over both, which differ.
+        state = profiler.state()
+        assert state[TCP_OPS_INET] != 0 and state[TCP_OPS_INET6] != 0, state
+        assert state[TCP_OPS_INET] != state[TCP_OPS_INET6], state
         lines = of_port(profiler.stop(), port)
     assert len(lines) == 8, lines
     for url, ip in (("/six", "::1"), ("/four", "127.0.0.1")):
