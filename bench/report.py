@@ -227,6 +227,42 @@ def targets_section(runs, meta):
     return "\n".join(lines)
 
 
+def syscall_section(results):
+    """bench/syscall_cost.rs: per mode, medians over the rounds of each figure and of its
+    difference from the same round's baseline."""
+    base = {r["run"]: r for r in results if r["mode"] == "baseline"}
+    keys = (("write_ns", "write to /dev/null"), ("getppid_ns", "getppid"),
+            ("exchange_ns", "loopback HTTP exchange (4 syscalls)"))
+    header = ["mode"] + [f"{label}, ns" for _, label in keys] + ["messages captured / expected"]
+    rows = []
+    for mode in observers.COMPARE_MODES:
+        mine = [r for r in results if r["mode"] == mode]
+        if not mine:
+            continue
+        row = [mode]
+        for key, _ in keys:
+            value = med([r[key] for r in mine])
+            added = med([r[key] - base[r["run"]][key] for r in mine if r["run"] in base])
+            row.append(fmt(value) + ("" if mode == "baseline" or added is None else f" ({added:+.0f})"))
+        # Each exchange is four messages: the request and the response, each seen sent
+        # and received, as the process is both client and server.
+        captured = [r["messages"] / (4 * r["exchanges"]) for r in mine if "messages" in r]
+        row.append(fmt(med(captured), ".3f") if captured else "—")
+        rows.append(row)
+    first = results[0]
+    return "\n".join([
+        "### What each mode adds to a service's syscalls (bench/syscall_cost.rs)", "",
+        f"One thread, best of {first['passes']} passes of {first['n']:,} of each operation, median over "
+        f"{len(base)} interleaved rounds; in brackets the median difference from the same round's "
+        f"baseline. The write to /dev/null is a hooked syscall on a file, getppid a syscall nothing "
+        f"hooks; the exchange is a client's write and read and a server's read and write over one "
+        f"kept-alive loopback connection, in the same process (full captures it: 4 messages per exchange). "
+        f"hooks-only shows what attaching the hooks costs each syscall before the programs do any work "
+        f"(the kernel's syscall tracepoint path; the programs leave at the pid check).", "",
+        "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows)])
+
+
 def markdown(data):
     meta, runs = data["meta"], data["runs"]
     s = meta["settings"]
@@ -256,6 +292,8 @@ def markdown(data):
         f = Figures(runs, target, kind, rate)
         title = "closed loop (wrk)" if kind == "closed" else f"fixed rate {rate}/s (oha)"
         out += [f"### {target}, {title}", "", table([f.row(m) for m in observers.COMPARE_MODES if f.of(m)]), ""]
+    if meta.get("syscall_cost"):
+        out += [syscall_section(meta["syscall_cost"]), ""]
     soak = [r for r in runs if r["kind"] == "soak"]
     if soak:
         f = Figures(runs, "nginx", "soak", soak[0]["rate"])

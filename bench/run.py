@@ -1,14 +1,16 @@
 """make bench: interleaved runs of every mode against every target, closed loop and at
 fixed rates, then a 60 s run at a fixed rate, a many-connections memory check and the
 connection table's housekeeping (bench/housekeeping.rs) and the reader's own work per
-exchange (bench/reader_cost.rs: timed, and its instructions counted under callgrind).
+exchange (bench/reader_cost.rs: timed, and its instructions counted under callgrind), and
+what each mode adds to a service's syscalls, timed in one thread (bench/syscall_cost.rs).
 Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
 BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (7 interleaved runs of
 baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
-BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_TARGETS ("nginx,demo-server"), BENCH_MODES (all four;
+BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_SYSCALL_RUNS (7),
+BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
 full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
 
@@ -51,6 +53,7 @@ CONNS = int(os.environ.get("BENCH_CONNS", 10000))
 CONN_CAP = int(os.environ.get("BENCH_CONN_CAP", 4096))
 TARGETS = env_list("BENCH_TARGETS", "nginx,demo-server")
 MODES = env_list("BENCH_MODES", ",".join(observers.MODES))
+SYSCALL_RUNS = int(os.environ.get("BENCH_SYSCALL_RUNS", 7))
 
 
 def settle(pid, timeout=60):
@@ -127,6 +130,46 @@ def reader_cost(runs=3):
     results = example("reader_cost", runs)
     return {"exchanges": results[0]["exchanges"], "runs": runs,
             "ns_per_exchange": statistics.median(r["ns_per_exchange"] for r in results)}
+
+
+class SyscallLoop:
+    """bench/syscall_cost.rs, started and waiting: a target for `observers.start` (its
+    process and its loopback port) until `measure` lets it run."""
+
+    name = "syscall_cost"
+
+    def __init__(self, binary):
+        self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.port = json.loads(self.proc.stdout.readline())["port"]
+
+    def measure(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        figures = json.loads(self.proc.stdout.readline())
+        if self.proc.wait(timeout=60) != 0:
+            raise RuntimeError(f"bench/syscall_cost.rs failed ({self.proc.returncode})")
+        return figures
+
+
+def syscall_cost(workdir, idle_pid, runs):
+    """bench/syscall_cost.rs under each mode, in `runs` interleaved rounds: per round and
+    mode, ns per write to /dev/null, per getppid and per loopback HTTP exchange, and for
+    the profilers the exchanges captured whole."""
+    root = HERE.parent
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", "syscall_cost"],
+                   cwd=root, check=True)
+    binary = root / "target" / "release" / "examples" / "syscall_cost"
+    results = []
+    for run in range(runs):
+        for mode in rotated(MODES, run):
+            print(f"bench: syscall cost, round {run + 1} of {runs}: {mode}", flush=True)
+            loop = SyscallLoop(binary)
+            obs = observers.start(mode, loop, workdir, idle_pid)
+            figures = loop.measure()
+            figures.update(obs.finish(), mode=mode, run=run)
+            results.append(figures)
+    return results
 
 
 def reader_instructions(exchanges=5000, options=()):
@@ -235,6 +278,9 @@ def main():
                 # the two CPU figures differ only by what an eviction costs in a larger table.
                 print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP // 4}", flush=True)
                 meta["conns_small_table"] = conns.check(nginx, workdir, CONNS, CONN_CAP // 4)
+                save()
+            if SYSCALL_RUNS > 0:
+                meta["syscall_cost"] = syscall_cost(workdir, idle.pid, SYSCALL_RUNS)
                 save()
             print("bench: housekeeping of a full connection table", flush=True)
             meta["housekeeping"] = housekeeping()
