@@ -188,8 +188,12 @@ impl Probes {
     /// Returns how many were seeded.
     pub fn seed_blocked_reads(&mut self, proc_root: &Path, blocked: &[BlockedRead]) -> usize {
         const BPF_NOEXIST: u64 = 1;
-        // Set first: an entry used before the count is set would push it below zero.
-        if let Err(e) = self.state.set(state::SEEDS_LEFT, blocked.len() as i64, 0) {
+        if blocked.is_empty() {
+            return 0;
+        }
+        // Set first: from the first insert, a thread that has left its read must find
+        // its seed dropped at its next entry.
+        if let Err(e) = self.state.set(state::SEEDING, 1, 0) {
             log::warn!("cannot seed blocked reads: {e}");
             return 0;
         }
@@ -210,7 +214,11 @@ impl Probes {
                 seeded -= 1;
             }
         }
-        let _ = self.state.set(state::SEEDS_LEFT, seeded as i64, 0);
+        // Every seed left belongs to a thread still blocked in its read, whose exit takes
+        // it: the entries stop looking for stale ones.
+        if let Err(e) = self.state.set(state::SEEDING, 0, 0) {
+            log::debug!("data syscall entries keep looking for stale seeds: {e}");
+        }
         seeded
     }
 

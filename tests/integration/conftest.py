@@ -19,6 +19,7 @@ BINARY = Path(os.environ.get("HTTP_PROFILER", ROOT / "target" / "release" / "htt
 HERE = Path(__file__).resolve().parent
 
 # Indexes of the probes' STATE map that the tests read (http_profiler_common::state).
+SEEDING = 0
 SOCKET_FILE_OPS = 3
 TCP_OPS_INET = 4
 TCP_OPS_INET6 = 5

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from conftest import SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port
+from conftest import SEEDING, SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port
 
 CLIENT, SERVER = "client", "server"
 
@@ -117,6 +117,11 @@ def test_connection_opened_before_the_profiler_is_captured(start_profiler, echo_
     assert json.loads(client.stdout.readline())["status"] == 200
     assert client.stdout.readline().strip() == "ready"
     profiler = start_profiler("--port", str(port))
+    # The server's thread is still blocked in the read the profiler seeded for it (the
+    # server-side request below proves the seed), and the entries have stopped looking
+    # for stale seeds: a thread blocked for good must not cost every data syscall of the
+    # host a lookup.
+    assert profiler.state()[SEEDING] == 0
     t0 = time.time()
     client.stdin.write("go\n")
     client.stdin.flush()

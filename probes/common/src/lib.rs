@@ -275,9 +275,13 @@ pub struct SavedArgs {
 
 /// Indexes of the `STATE` array map.
 pub mod state {
-    /// Seeded `ARGS` entries not yet used or discarded; while non-zero, data syscall
-    /// entries discard a seeded entry left by their thread.
-    pub const SEEDS_LEFT: u32 = 0;
+    /// Non-zero while userspace seeds `ARGS` (see `SavedArgs::seeded`): until it has
+    /// checked that each seeded thread is still blocked in its read, a data syscall's
+    /// entry drops a seeded entry its thread left, which can only be stale. Afterwards
+    /// every seed left belongs to a thread still in its read, whose exit takes it, and
+    /// entries skip the lookup: a thread blocked for good (a getty, an idle daemon) would
+    /// otherwise cost every data syscall of every selected process a hash lookup.
+    pub const SEEDING: u32 = 0;
     /// Non-zero once userspace has attached every hook. Until then no data syscall is
     /// saved: with only some hooks attached, a connection's stream would have holes no
     /// position reveals (a response read while the read hooks were still missing, then

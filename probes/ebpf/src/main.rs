@@ -21,7 +21,7 @@ use http_profiler_common::{
 
 use crate::{
     conn::{ConnClass, open_conn},
-    maps::{ARGS, state_add, state_get},
+    maps::{ARGS, state_get},
 };
 
 /// Syscall tracepoint records: after the 8-byte common header and the syscall number, each
@@ -71,16 +71,16 @@ fn selected_thread() -> Option<u64> {
     kernel::comm_selected().then_some(pid_tgid)
 }
 
-/// A thread that enters a syscall is out of whatever syscall userspace seeded for it.
+/// A thread that enters a syscall is out of whatever syscall userspace seeded for it
+/// (checked only while userspace is seeding: see `state::SEEDING`).
 #[inline(always)]
 fn drop_stale_seed(pid_tgid: u64) {
-    if state_get(state::SEEDS_LEFT) <= 0 {
+    if state_get(state::SEEDING) == 0 {
         return;
     }
     // SAFETY: read by value.
     if unsafe { ARGS.get(pid_tgid) }.is_some_and(|a| a.seeded != 0) {
         let _ = ARGS.remove(pid_tgid);
-        state_add(state::SEEDS_LEFT, -1);
     }
 }
 
@@ -254,7 +254,6 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if args.seeded != 0 {
-        state_add(state::SEEDS_LEFT, -1);
         let Some(sock) = kernel::tcp_sock_of_fd(args.fd) else {
             return 0;
         };

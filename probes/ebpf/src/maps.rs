@@ -85,16 +85,6 @@ pub fn count(index: u32, by: u64) {
     }
 }
 
-/// Adds `by` to a shared scalar. Not atomic (the BPF target has no atomic RMW in core):
-/// the only user is a gate for a slow path, where a lost update costs a few lookups.
-#[inline(always)]
-pub fn state_add(index: u32, by: i64) {
-    if let Some(v) = STATE.get_ptr_mut(index) {
-        // SAFETY: a valid, aligned map value pointer.
-        unsafe { *v += by };
-    }
-}
-
 #[inline(always)]
 pub fn state_set(index: u32, value: i64) {
     if let Some(v) = STATE.get_ptr_mut(index) {
