@@ -88,8 +88,8 @@ HEADER = ["mode", "req/s", "vs baseline", "p50 ms", "p99 ms", "p99 vs baseline",
           "completeness", "runs"]
 
 
-def table(rows):
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def table(rows, header=HEADER):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -259,8 +259,7 @@ def syscall_section(results):
         f"kept-alive loopback connection, in the same process (full captures it: 4 messages per exchange). "
         f"hooks-only shows what attaching the hooks costs each syscall before the programs do any work "
         f"(the kernel's syscall tracepoint path; the programs leave at the pid check).", "",
-        "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows)])
+        table(rows, header)])
 
 
 def markdown(data):

@@ -105,13 +105,22 @@ def rotated(items, k):
     return items[k:] + items[:k]
 
 
+def example_binary(name):
+    """Where cargo puts the release build of bench/NAME.rs."""
+    return HERE.parent / "target" / "release" / "examples" / name
+
+
+def build_example(name):
+    """Builds bench/NAME.rs; returns its binary."""
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", name],
+                   cwd=HERE.parent, check=True)
+    return example_binary(name)
+
+
 def example(name, runs):
     """Builds bench/NAME.rs and returns what each of `runs` runs printed (JSON)."""
-    root = HERE.parent
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", name],
-                   cwd=root, check=True)
-    return [json.loads(subprocess.run([str(root / "target" / "release" / "examples" / name)],
-                                      capture_output=True, text=True, check=True).stdout)
+    binary = build_example(name)
+    return [json.loads(subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout)
             for _ in range(runs)]
 
 
@@ -156,10 +165,7 @@ def syscall_cost(workdir, idle_pid, runs):
     """bench/syscall_cost.rs under each mode, in `runs` interleaved rounds: per round and
     mode, ns per write to /dev/null, per getppid and per loopback HTTP exchange, and for
     the profilers the exchanges captured whole."""
-    root = HERE.parent
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", "syscall_cost"],
-                   cwd=root, check=True)
-    binary = root / "target" / "release" / "examples" / "syscall_cost"
+    binary = build_example("syscall_cost")
     results = []
     for run in range(runs):
         for mode in rotated(MODES, run):
@@ -178,7 +184,7 @@ def reader_instructions(exchanges=5000, options=()):
     CPU (within 0.1%), whatever else the machine does; the difference between a run of
     2N exchanges and one of N leaves out start-up and the first exchanges. Runs the binary
     `reader_cost()` has just built."""
-    binary = HERE.parent / "target" / "release" / "examples" / "reader_cost"
+    binary = example_binary("reader_cost")
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is missing: run bench/setup.sh (make bench does) or apt install valgrind")
 
