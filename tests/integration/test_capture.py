@@ -188,8 +188,9 @@ for i in range(20):
 """
     profiler = start_profiler()
     subprocess.run(["python3", "-c", script], check=True, timeout=60)
-    # The probes have learned the address of the kernel's socket file operations, by which they tell sockets from files after the first socket: the lines
-    # below show that the files' reads and writes were told apart from the socket's.
+    # The probes have learned the address of the kernel's socket file operations, by which
+    # they tell sockets from files after the first socket: the lines below show that the
+    # files' reads and writes were told apart from the socket's.
     state = profiler.state()
     assert state[SOCKET_FILE_OPS] != 0, state
     lines = profiler.stop()
