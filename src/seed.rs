@@ -70,8 +70,8 @@ pub fn seeded_args(nr: u64, args: [u64; 6]) -> Option<SavedArgs> {
         ptr: args[1],
         count,
         sock: 0,
-        generation: 0,
         seeded: 1,
+        _pad: 0,
     })
 }
 

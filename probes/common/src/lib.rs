@@ -264,13 +264,15 @@ pub struct SavedArgs {
     pub ptr: u64,
     /// The buffer's size or the iovec count.
     pub count: u64,
-    /// The socket, or 0 in a seeded entry (see `seeded`).
+    /// The TCP socket (`struct sock`) when the entry found it, which it does under a
+    /// `--port` filter (a socket the filter passes) and for sendfile and splice; 0 when
+    /// the exit is to find it, if the syscall moved bytes (and in seeded entries).
     pub sock: u64,
-    pub generation: u32,
     /// Non-zero when userspace wrote this entry at start-up for a thread that was already
-    /// blocked in the syscall (an idle keep-alive server thread waiting in read): no
-    /// entry hook ran, so the exit resolves the socket itself.
+    /// blocked in the syscall (an idle keep-alive server thread waiting in read) rather
+    /// than an entry hook (see `state::SEEDING`).
     pub seeded: u32,
+    pub _pad: u32,
 }
 
 /// Indexes of the `STATE` array map.
@@ -309,7 +311,7 @@ pub mod counter {
     pub const RECORDS: u32 = 0;
     /// Records the ring buffer could not take.
     pub const DROPPED: u32 = 1;
-    /// Syscalls on TCP sockets skipped because the connection is not HTTP.
+    /// Syscalls that moved bytes on TCP sockets, skipped because the connection is not HTTP.
     pub const NOT_HTTP: u32 = 2;
     /// Syscall bytes beyond MAX_BYTES_PER_SYSCALL or MAX_IOVECS, counted, not copied.
     pub const UNCOPIED_BYTES: u32 = 3;

@@ -74,39 +74,42 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
     Some(state.generation)
 }
 
-/// For a data syscall on `sock`: the connection's generation when its bytes may be
-/// copied, after the port filter, the HTTP classification and userspace's ignore list.
+/// Whether `sock`'s connection passes the `--port` filter. With one, most TCP traffic on
+/// a host is someone else's: its ports are one read away, cheaper than the table lookup,
+/// and its connections stay out of the table.
 #[inline(always)]
-pub fn conn_for_data(sock: u64) -> Option<u32> {
-    // With a --port filter, most TCP traffic on a host is someone else's: its ports are
-    // one read away, cheaper than the table lookup, and its connections stay out of the
-    // table.
-    if config!(port_count) != 0 {
-        let (local, remote) = kernel::socket_ports(sock)?;
-        if !kernel::ports_selected(local, remote) {
-            return None;
-        }
+pub fn ports_pass(sock: u64) -> bool {
+    if config!(port_count) == 0 {
+        return true;
     }
-    let state = match CONNS.get_ptr(sock) {
-        // SAFETY: a valid map value pointer; fields are read by value.
-        Some(s) => unsafe { *s },
+    kernel::socket_ports(sock).is_some_and(|(local, remote)| kernel::ports_selected(local, remote))
+}
+
+/// For a data syscall that moved bytes on `sock` (which `ports_pass`): the connection's
+/// state when its bytes may be copied, after the HTTP classification so far and
+/// userspace's ignore list.
+#[inline(always)]
+pub fn conn_for_data(sock: u64) -> Option<*mut ConnState> {
+    let state = match CONNS.get_ptr_mut(sock) {
+        Some(s) => s,
         None => {
             open_conn(sock, ConnClass::Midstream)?;
-            // SAFETY: as above.
-            unsafe { *CONNS.get_ptr(sock)? }
+            CONNS.get_ptr_mut(sock)?
         }
     };
-    if state.class == ConnClass::NotHttp as u32 {
+    // SAFETY: a valid map value pointer; fields are read by value.
+    let (class, generation) = unsafe { ((*state).class, (*state).generation) };
+    if class == ConnClass::NotHttp as u32 {
         count(counter::NOT_HTTP, 1);
         return None;
     }
     // SAFETY: the value is read by value.
     if state_get(state::IGNORING) != 0
         && let Some(g) = unsafe { IGNORED.get(sock) }
-        && *g == state.generation
+        && *g == generation
     {
         count(counter::NOT_HTTP, 1);
         return None;
     }
-    Some(state.generation)
+    Some(state)
 }

@@ -147,17 +147,17 @@ fn head_bytes(base: u64, n: u64) -> [u8; 4] {
     head
 }
 
-/// Emits the records for a data syscall that moved `moved` bytes.
+/// Emits the records for a data syscall that moved `moved` bytes on `sock`, whose state
+/// is `conn`; `args` names the fd and direction it moved them on.
 #[inline(always)]
-pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64) {
-    let Some(conn) = CONNS.get_ptr_mut(args.sock) else {
-        return;
-    };
-    // SAFETY: a valid map value pointer, used for this one program run.
-    let conn = unsafe { &mut *conn };
-    if conn.generation != args.generation {
-        return;
-    }
+pub fn data(
+    ctx: &TracePointContext,
+    args: &SavedArgs,
+    sock: u64,
+    conn: &mut ConnState,
+    moved: u64,
+    pid_tgid: u64,
+) {
     let Some(seg) = segments(args) else {
         return;
     };
@@ -186,8 +186,8 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
     h.tgid = (pid_tgid >> 32) as u32;
     h.tid = pid_tgid as u32;
     h.fd = args.fd;
-    h.generation = args.generation;
-    h.sock = args.sock;
+    h.generation = conn.generation;
+    h.sock = sock;
     // SAFETY: the helper has no preconditions.
     h.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     h.syscall_bytes = moved;
@@ -212,6 +212,23 @@ pub fn data(ctx: &TracePointContext, args: &SavedArgs, moved: u64, pid_tgid: u64
                 FLAG_OMITTED_SPLICE
             };
         output_record(rec, 0);
+        return;
+    }
+    // One buffer that fits in one record (most reads and writes of a request or a
+    // response) is copied here: the tail call and the copy state it passes on cost about
+    // as much as the copy. What copy_chunks would do, it does: one record, or if the
+    // bytes cannot be read, none and a drop counted (the next record's position shows
+    // the gap).
+    if seg.iov == 0 && moved <= CHUNK_BYTES as u64 {
+        rec.header.stream_pos = pos;
+        rec.header.syscall_offset = 0;
+        rec.header.data_len = moved as u32;
+        rec.header.flags = FLAG_LAST_CHUNK;
+        if read_piece(rec, 0, seg.first_base, moved) {
+            output_record(rec, moved);
+        } else {
+            count(counter::DROPPED, 1);
+        }
         return;
     }
     let Some(cur) = COPY.get_ptr_mut(0) else {

@@ -21,6 +21,7 @@ use http_profiler_common::{
 
 use crate::{
     conn::{ConnClass, open_conn},
+    kernel::config,
     maps::{ARGS, state_get},
 };
 
@@ -89,21 +90,41 @@ fn ret(ctx: &TracePointContext) -> i64 {
     word(ctx, RET) as i64
 }
 
-/// Saves a data syscall's arguments for the exit hook when the fd is a TCP socket of a
-/// selected process whose connection may carry HTTP.
+/// Saves a data syscall's arguments for its exit hook, for a thread of a selected
+/// process. Whether its fd is a TCP socket carrying HTTP is left to the exit, asked
+/// only when the syscall moved bytes: the walk from fd to socket is a hook's dearest
+/// step, the read that finds nothing (EAGAIN) that a non-blocking server makes after
+/// each request (nginx) or before it waits (Go, libuv) need not pay it, and right after
+/// the syscall the walk finds the fd table and the socket in the CPU's caches. Under a
+/// `--port` filter it is asked here: most TCP traffic on the host is then someone
+/// else's, turned away by its ports before any map is touched.
 #[inline(always)]
 fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
     let Some(pid_tgid) = selected_thread() else {
         return 0;
     };
-    let (fd, ptr, count) = (arg(ctx, 0), arg(ctx, 1), arg(ctx, 2));
-    let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) else {
-        return 0;
+    let fd = arg(ctx, 0);
+    let sock = if config!(port_count) != 0 {
+        match kernel::tcp_sock_of_fd(fd as i32) {
+            Some(sock) if conn::ports_pass(sock) => sock,
+            _ => return 0,
+        }
+    } else {
+        0
     };
-    save_args(ctx, pid_tgid, sock, fd, ptr, count, kind, direction)
+    save_args(
+        ctx,
+        pid_tgid,
+        sock,
+        fd,
+        arg(ctx, 1),
+        arg(ctx, 2),
+        kind,
+        direction,
+    )
 }
 
-/// Saves the arguments of a syscall on `sock` for its exit hook.
+/// Saves the arguments of a data syscall for its exit hook, once every hook is attached.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -122,9 +143,6 @@ fn save_args(
     if state_get(state::ARMED) == 0 {
         return 0;
     }
-    let Some(conn) = conn::conn_for_data(sock) else {
-        return 0;
-    };
     let args = SavedArgs {
         kind: kind as u32,
         direction: direction as u32,
@@ -133,8 +151,8 @@ fn save_args(
         ptr,
         count,
         sock,
-        generation: conn,
         seeded: 0,
+        _pad: 0,
     };
     match ARGS.get_ptr_mut(pid_tgid) {
         // SAFETY: the entry is this thread's: the probes write it only from this thread.
@@ -182,7 +200,7 @@ pub fn enter_splice(ctx: TracePointContext) -> u32 {
 }
 
 /// Saves an omitted-bytes syscall whose `out` fd (send) or else `input` fd (receive) is
-/// a TCP socket; `ptr` carries the reason.
+/// a TCP socket the port filter passes; `ptr` carries the reason.
 #[inline(always)]
 fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u64) -> u32 {
     let Some(pid_tgid) = selected_thread() else {
@@ -199,6 +217,9 @@ fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u
         },
         (None, None) => return 0,
     };
+    if !conn::ports_pass(sock) {
+        return 0;
+    }
     save_args(
         ctx,
         pid_tgid,
@@ -245,7 +266,7 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: the entry is this thread's; it is copied out, then marked used (a syscall
     // number no exit has, and not seeded), which reads as no entry everywhere ARGS is read.
-    let mut args = unsafe { *slot };
+    let args = unsafe { *slot };
     unsafe {
         (*slot).syscall_nr = u32::MAX;
         (*slot).seeded = 0;
@@ -253,20 +274,30 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     if args.syscall_nr != syscall_nr(&ctx) {
         return 0;
     }
-    if args.seeded != 0 {
-        let Some(sock) = kernel::tcp_sock_of_fd(args.fd) else {
-            return 0;
-        };
-        let Some(generation) = conn::conn_for_data(sock) else {
-            return 0;
-        };
-        args.sock = sock;
-        args.generation = generation;
-    }
     let moved = ret(&ctx);
-    if moved > 0 {
-        emit::data(&ctx, &args, moved as u64, pid_tgid);
+    if moved <= 0 {
+        return 0;
     }
+    let sock = if args.sock != 0 {
+        args.sock
+    } else {
+        match kernel::tcp_sock_of_fd(args.fd) {
+            Some(sock) if conn::ports_pass(sock) => sock,
+            _ => return 0,
+        }
+    };
+    let Some(conn) = conn::conn_for_data(sock) else {
+        return 0;
+    };
+    // SAFETY: a valid map value pointer, used for this one program run.
+    emit::data(
+        &ctx,
+        &args,
+        sock,
+        unsafe { &mut *conn },
+        moved as u64,
+        pid_tgid,
+    );
     0
 }
 
@@ -292,8 +323,8 @@ pub fn enter_connect(ctx: TracePointContext) -> u32 {
         ptr: 0,
         count: 0,
         sock: 0,
-        generation: 0,
         seeded: 0,
+        _pad: 0,
     };
     let _ = ARGS.insert(pid_tgid, args, 0);
     0

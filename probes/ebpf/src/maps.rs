@@ -16,8 +16,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// exit marks an entry used instead of deleting it, and the thread's next entry writes
 /// over it in place: a delete and an insert per syscall were about a tenth of the probes'
 /// time. LRU, so that the entries of threads that have exited make room for new ones.
+/// Without a `--port` filter every thread of a selected process that reads or writes
+/// anything has one (whether the fd is a socket is asked at exit): as many as CONNS
+/// holds connections, so that a thread blocked in a long read is not evicted by the
+/// others' entries.
 #[map]
-pub static ARGS: LruHashMap<u64, SavedArgs> = LruHashMap::with_max_entries(16384, 0);
+pub static ARGS: LruHashMap<u64, SavedArgs> = LruHashMap::with_max_entries(65536, 0);
 
 /// Per connection end (`struct sock` address): stream positions, class and addresses.
 /// LRU, because a process that exits without close() leaves its entries behind.
