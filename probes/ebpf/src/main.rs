@@ -1,9 +1,11 @@
 //! The kernel side of http-profiler: syscall tracepoints that copy the payload of TCP
 //! sockets carrying HTTP into a ring buffer.
 //!
-//! Enter hooks decide cheaply whether a syscall matters (filters, "is this fd a TCP
-//! socket", "is this connection HTTP") and save its arguments per thread; the one exit
-//! hook copies what the syscall really moved, bounded by its return value.
+//! Enter hooks check the process filters and save a data syscall's arguments per
+//! thread; the one exit hook, when the syscall moved bytes, asks whether the fd is a TCP
+//! socket (under a `--port` filter the enter hook asks, and checks its ports) and
+//! whether its connection is HTTP, then copies what the syscall really moved, bounded by
+//! its return value.
 #![no_std]
 #![no_main]
 
