@@ -262,6 +262,16 @@ def syscall_section(results):
         table(rows, header)])
 
 
+def machine(meta):
+    """The CPU and the kernel's mitigations that weigh on syscalls, when the run recorded them."""
+    if "cpu_model" not in meta:
+        return ""
+    weighing = [f"{k}: {v}" for k, v in meta.get("mitigations", {}).items()
+                if k in ("spectre_v2", "spec_rstack_overflow", "retbleed")]
+    return (f"CPU: {meta['cpu_model']}; mitigations on the syscall path: "
+            f"{'; '.join(weighing) or 'none'}. ")
+
+
 def markdown(data):
     meta, runs = data["meta"], data["runs"]
     s = meta["settings"]
@@ -269,6 +279,7 @@ def markdown(data):
            f"{meta['kernel']}, {meta['cpus']} CPUs, load average at start "
            f"{meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', [float('nan')])[0]:.2f}; "
            f"median load average during runs {fmt(med([r['loadavg'] for r in runs]), '.2f')}). "
+           f"{machine(meta)}"
            f"{s['runs']} interleaved runs of {s['seconds']} s per point; ratios are taken within each run, "
            f"then the median. nginx: 2 workers, `listen ... reuseport` (the connections spread evenly over "
            f"the workers). Closed loop: wrk, 2 threads, {s['wrk_connections']} connections. Fixed rate: "

@@ -200,6 +200,24 @@ def reader_instructions(exchanges=5000, options=()):
     return (collected(2 * exchanges) - collected(exchanges)) / exchanges
 
 
+def cpu_model():
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    return m.group(1).strip() if m else platform.machine()
+
+
+def mitigations():
+    """The CPU vulnerabilities the kernel mitigates (sysfs), those "Not affected" left out:
+    retpolines and return thunks make every syscall and every helper call dearer, so
+    absolute figures compare only between machines that mitigate alike."""
+    found = {}
+    for f in sorted(Path("/sys/devices/system/cpu/vulnerabilities").glob("*")):
+        text = f.read_text().strip()
+        if text != "Not affected":
+            found[f.name] = text
+    return found
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
@@ -212,6 +230,8 @@ def main():
                                  text=True, cwd=HERE).stdout.strip(),
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "mitigations": mitigations(),
         "settings": {"runs": RUNS, "seconds": SECONDS, "rates": RATES, "demo_rates": DEMO_RATES,
                      "soak_seconds": SOAK_SECONDS, "soak_rate": SOAK_RATE, "soak_runs": SOAK_RUNS,
                      "idle_seconds": IDLE_SECONDS,
