@@ -85,6 +85,13 @@ pub fn ports_pass(sock: u64) -> bool {
     kernel::socket_ports(sock).is_some_and(|(local, remote)| kernel::ports_selected(local, remote))
 }
 
+/// The TCP socket behind `fd` in the current process, when its connection passes the
+/// `--port` filter.
+#[inline(always)]
+pub fn selected_sock_of_fd(fd: i32) -> Option<u64> {
+    kernel::tcp_sock_of_fd(fd).filter(|&sock| ports_pass(sock))
+}
+
 /// For a data syscall that moved bytes on `sock` (which `ports_pass`): the connection's
 /// state when its bytes may be copied, after the HTTP classification so far and
 /// userspace's ignore list.

@@ -107,10 +107,10 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
     };
     let fd = arg(ctx, 0);
     let sock = if config!(port_count) != 0 {
-        match kernel::tcp_sock_of_fd(fd as i32) {
-            Some(sock) if conn::ports_pass(sock) => sock,
-            _ => return 0,
-        }
+        let Some(sock) = conn::selected_sock_of_fd(fd as i32) else {
+            return 0;
+        };
+        sock
     } else {
         0
     };
@@ -283,10 +283,10 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     let sock = if args.sock != 0 {
         args.sock
     } else {
-        match kernel::tcp_sock_of_fd(args.fd) {
-            Some(sock) if conn::ports_pass(sock) => sock,
-            _ => return 0,
-        }
+        let Some(sock) = conn::selected_sock_of_fd(args.fd) else {
+            return 0;
+        };
+        sock
     };
     let Some(conn) = conn::conn_for_data(sock) else {
         return 0;
