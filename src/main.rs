@@ -199,8 +199,12 @@ impl Pipeline {
             bytes += item.len() as u64;
             match record::decode(&item) {
                 Ok(rec) => {
-                    if let Record::Data { header, .. } = &rec {
-                        self.procs.observe(header.tgid, &header.comm);
+                    match &rec {
+                        Record::Data { header, .. } => {
+                            self.procs.observe(header.tgid, &header.comm)
+                        }
+                        Record::Exec(exec) => self.procs.exec(exec.tgid, &exec.comm),
+                        Record::Close(_) => {}
                     }
                     if let Some(ignore) = self.tracker.on_record(&rec, &mut self.emitted) {
                         probes.ignore(ignore);
@@ -263,9 +267,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = setup(probe_config(&cli, offsets))?;
     let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes))?;
     for tp in &probes.missing {
-        log::warn!(
-            "this kernel has no tracepoint syscalls:{tp}: traffic through it is not captured"
-        );
+        if tp.contains("exec") {
+            log::warn!(
+                "this kernel has no tracepoint syscalls:{tp}: a process that execs keeps its old name and command line on the connections it kept open"
+            );
+        } else {
+            log::warn!(
+                "this kernel has no tracepoint syscalls:{tp}: traffic through it is not captured"
+            );
+        }
     }
     let blocked = seed::blocked_reads(Path::new("/proc"), std::process::id(), |tgid, comm| {
         (cli.pids.is_empty() || cli.pids.contains(&tgid))
@@ -397,7 +407,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
              {} bytes not captured; {} syscalls on connections that are not HTTP; \
              {} connections left as not HTTP; {} connections evicted from a full table; \
              {} connections ended over --max-buffered-bytes; \
-             {} requests dropped from full pairing queues; {} decode errors; {} write failures, {} lines dropped by them",
+             {} requests dropped from full pairing queues; {} decode errors; {} write failures, {} lines dropped by them; \
+             {} execs of selected processes",
             pipeline.sink.lines(),
             pipeline.sink.describe(),
             c.records,
@@ -411,6 +422,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             pipeline.decode_errors,
             pipeline.sink.failures,
             pipeline.sink.lost,
+            c.execs,
         );
     }
     flushed.map_err(|e| {

@@ -55,6 +55,7 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
     ("enter_connect", &["sys_enter_connect"]),
     ("exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
     ("enter_close", &["sys_enter_close"]),
+    ("exit_exec", &["sys_exit_execve", "sys_exit_execveat"]),
 ];
 
 /// Counter totals over all CPUs.
@@ -64,6 +65,7 @@ pub struct Counters {
     pub dropped: u64,
     pub not_http: u64,
     pub uncopied_bytes: u64,
+    pub execs: u64,
 }
 
 pub struct Probes {
@@ -181,6 +183,7 @@ impl Probes {
             dropped: sum(counter::DROPPED),
             not_http: sum(counter::NOT_HTTP),
             uncopied_bytes: sum(counter::UNCOPIED_BYTES),
+            execs: sum(counter::EXECS),
         }
     }
 

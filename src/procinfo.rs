@@ -52,15 +52,17 @@ impl ProcessCache {
     }
 
     /// Notes a process seen in a record (`thread_comm` is the comm of the thread that
-    /// made the syscall); reads its name and command line the first time, and again when
-    /// a thread name not seen before shows up (an exec, or a reused pid).
+    /// made the syscall, or all zero when the kernel sent it before for that thread and
+    /// connection); reads its name and command line the first time, and again when a
+    /// thread name not seen before shows up (a reused pid).
     /// Called for every record, so the common case (a known thread) compares bytes and
     /// allocates nothing.
     pub fn observe(&mut self, tgid: u32, thread_comm: &[u8; COMM_LEN]) {
+        let unnamed = thread_comm.iter().all(|&b| b == 0);
         if self
             .procs
             .get(&tgid)
-            .is_some_and(|p| p.thread_comms.contains(thread_comm))
+            .is_some_and(|p| unnamed || p.thread_comms.contains(thread_comm))
         {
             return;
         }
@@ -80,8 +82,18 @@ impl ProcessCache {
             self.readings += 1;
             entry.stamp = self.readings;
         }
-        if entry.thread_comms.len() < 64 {
+        if entry.thread_comms.len() < 64 && !unnamed {
             entry.thread_comms.push(*thread_comm);
+        }
+    }
+
+    /// Notes that `tgid` exec'd (`comm` is the name the exec gave it). A process not
+    /// seen yet costs a lookup: every exec on the host may come here. For one seen
+    /// before, what was read is another program's: it is read again now, and if the
+    /// process is already gone, named `comm`, without a command line.
+    pub fn exec(&mut self, tgid: u32, comm: &[u8; COMM_LEN]) {
+        if self.procs.remove(&tgid).is_some() {
+            self.observe(tgid, comm);
         }
     }
 
@@ -137,5 +149,46 @@ mod tests {
         assert_eq!(cache.get(43).unwrap().comm, "curl");
         assert_eq!(cache.get(43).unwrap().cmdline, None);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_exec_is_read_again_and_unnamed_records_are_not() {
+        let dir = std::env::temp_dir().join(format!("hp-exec-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("42")).unwrap();
+        let set = |comm: &str, cmdline: &[u8]| {
+            std::fs::write(dir.join("42/comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(dir.join("42/cmdline"), cmdline).unwrap();
+        };
+        set("python3", b"python3\0first.py\0");
+        let mut cache = ProcessCache::with_root(&dir);
+        // A record without a name, for a process not seen yet: read from /proc.
+        cache.observe(42, &[0; COMM_LEN]);
+        assert_eq!(cache.get(42).unwrap().comm, "python3");
+        cache.observe(42, &comm(b"python3"));
+        let first = cache.get(42).unwrap().stamp;
+        // The same program execs itself with other arguments: the thread's name does not
+        // change, nor do the records of the connection it kept carry one.
+        set("python3", b"python3\0second.py\0");
+        cache.observe(42, &[0; COMM_LEN]);
+        cache.observe(42, &comm(b"python3"));
+        assert_eq!(
+            cache.get(42).unwrap().cmdline.as_deref(),
+            Some("python3 first.py")
+        );
+        assert_eq!(cache.get(42).unwrap().stamp, first);
+        cache.exec(42, &comm(b"python3"));
+        assert_eq!(
+            cache.get(42).unwrap().cmdline.as_deref(),
+            Some("python3 second.py")
+        );
+        assert_ne!(cache.get(42).unwrap().stamp, first);
+        // An exec of a program that is gone before its record is read: the record names it.
+        std::fs::remove_dir_all(&dir).unwrap();
+        cache.exec(42, &comm(b"short-lived"));
+        assert_eq!(cache.get(42).unwrap().comm, "short-lived");
+        assert_eq!(cache.get(42).unwrap().cmdline, None);
+        // The exec of a process never seen in a record (most of a host's) reads nothing.
+        cache.exec(43, &comm(b"make"));
+        assert!(cache.get(43).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Decoding of ring-buffer records into typed values.
 
-use http_profiler_common::{CloseRecord, DataHeader, RecordKind};
+use http_profiler_common::{CloseRecord, DataHeader, ExecRecord, RecordKind};
 
 #[derive(Debug)]
 pub enum Record<'a> {
@@ -9,6 +9,7 @@ pub enum Record<'a> {
         payload: &'a [u8],
     },
     Close(CloseRecord),
+    Exec(ExecRecord),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,6 +49,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
             })
         }
         k if k == RecordKind::Close as u32 => Ok(Record::Close(read(bytes)?)),
+        k if k == RecordKind::Exec as u32 => Ok(Record::Exec(read(bytes)?)),
         k => Err(DecodeError::UnknownKind(k)),
     }
 }

@@ -158,6 +158,8 @@ impl Tracker {
                 self.on_close(close, out);
                 None
             }
+            // Names are the process cache's business: no connection changes.
+            Record::Exec(_) => None,
         }
     }
 

@@ -92,11 +92,12 @@ class Profiler:
         text = self.stderr_path.read_text()
         m = re.search(
             r"(\d+) messages written .*ring buffer: (\d+) records, (\d+) dropped; (\d+) bytes not captured; "
-            r"(\d+) syscalls on connections that are not HTTP; (\d+) connections left as not HTTP",
+            r"(\d+) syscalls on connections that are not HTTP; (\d+) connections left as not HTTP"
+            r".*; (\d+) execs of selected processes",
             text,
         )
         assert m, f"no summary in stderr: {text}"
-        keys = ["messages", "records", "dropped", "gap_bytes", "not_http", "left_not_http"]
+        keys = ["messages", "records", "dropped", "gap_bytes", "not_http", "left_not_http", "execs"]
         return dict(zip(keys, map(int, m.groups())))
 
 

@@ -6,9 +6,13 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
-from conftest import SEEDING, SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port
+from conftest import SEEDING, SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port, of_url
+
+HERE = Path(__file__).parent
 
 CLIENT, SERVER = "client", "server"
 
@@ -109,6 +113,39 @@ def test_http_client_keepalive_connection_pairs_every_exchange(start_profiler, e
                                status=200, req_body=req_body, resp_body=req_body if method == "POST" else None, t0=t0, t1=t1)
         assert roles[(CLIENT, "request")]["headers"]["X-Test"] == f"req-{i}"
         assert roles[(CLIENT, "request")]["comm"].startswith("python")
+
+
+def test_a_program_execd_over_a_kept_connection_is_named_anew(start_profiler, echo_server, tmp_path):
+    # The kernel sends a thread's name with its first record on a connection only, and
+    # the exec'd program's records on the connection it kept carry none: the exec itself
+    # has to tell userspace to read the name and command line again, even when, as for
+    # python3 exec'ing python3, the name stays the same.
+    server_pid, port = echo_server
+    renamed = tmp_path / "renamed-client"
+    renamed.symlink_to(os.path.realpath(sys.executable))
+    profiler = start_profiler("--port", str(port))
+    t0 = time.time()
+    client = subprocess.Popen(
+        [sys.executable, str(HERE / "exec_client.py"), "--port", str(port), "/first",
+         sys.executable, "/second", str(renamed), "/third"],
+        stdout=subprocess.PIPE, text=True)
+    out, _ = client.communicate(timeout=60)
+    t1 = time.time()
+    assert client.returncode == 0 and out.split() == ["200"] * 3, out
+    lines = of_port(profiler.stop(), port)
+    names = {}
+    for url in ("/first", "/second", "/third"):
+        roles = check_exchange(of_url(lines, url), client_pid=client.pid, server_pid=server_pid, port=port,
+                               method="GET", url=url, status=200, t0=t0, t1=t1)
+        request, response = roles[(CLIENT, "request")], roles[(CLIENT, "response")]
+        assert (request["comm"], request["cmdline"]) == (response["comm"], response["cmdline"]), url
+        names[url] = (request["comm"], request["cmdline"].split()[2:5])
+    python = os.path.basename(sys.executable)[:15]
+    assert names == {
+        "/first": (python, ["--port", str(port), "/first"]),
+        "/second": (python, ["--fd", names["/second"][1][1], "/second"]),
+        "/third": ("renamed-client", ["--fd", names["/second"][1][1], "/third"]),
+    }, names
 
 
 def test_connection_opened_before_the_profiler_is_captured(start_profiler, echo_server):
@@ -246,5 +283,7 @@ def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_pat
     assert lines == []
     s = profiler.summary()
     assert s["records"] == 0, s
+    # cp, two cats, python3 and the shell: their execs were noted, as no traffic.
+    assert s["execs"] >= 5, s
     # The TCP connection was seen, examined and left alone in the kernel.
     assert s["not_http"] > 0, s

@@ -156,6 +156,7 @@ impl ProbeConfig {
 pub enum RecordKind {
     Data = 1,
     Close = 2,
+    Exec = 3,
 }
 
 pub const DIRECTION_SEND: u8 = 0;
@@ -203,6 +204,10 @@ pub struct DataHeader {
     /// IPv4 addresses in the first four bytes, network order.
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    /// The thread's name, in the first record of each thread on each connection only:
+    /// all zero in the others (reading it for every record was a good share of the
+    /// probes' time). Userspace names processes from /proc; a thread's name tells it
+    /// that a pid it knows now belongs to another process. Execs come as `ExecRecord`s.
     pub comm: [u8; COMM_LEN],
 }
 
@@ -229,6 +234,19 @@ pub struct CloseRecord {
     /// Stream positions reached at the close: lets userspace see lost trailing records.
     pub send_end: u64,
     pub recv_end: u64,
+}
+
+/// Sent when a selected process has exec'd: it has a new name and command line, which
+/// the records of connections it kept open across the exec do not carry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub kind: u32,
+    pub _pad: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    /// The name the exec gave the thread.
+    pub comm: [u8; COMM_LEN],
 }
 
 /// How a data syscall passes its bytes.
@@ -307,7 +325,7 @@ pub mod state {
 
 /// Indexes of the per-CPU counters in the `COUNTERS` map.
 pub mod counter {
-    /// Records put into the ring buffer.
+    /// Records of traffic (data and close) put into the ring buffer.
     pub const RECORDS: u32 = 0;
     /// Records the ring buffer could not take.
     pub const DROPPED: u32 = 1;
@@ -315,7 +333,9 @@ pub mod counter {
     pub const NOT_HTTP: u32 = 2;
     /// Syscall bytes beyond MAX_BYTES_PER_SYSCALL or MAX_IOVECS, counted, not copied.
     pub const UNCOPIED_BYTES: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Exec records put into the ring buffer.
+    pub const EXECS: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 #[cfg(feature = "user")]
@@ -347,6 +367,7 @@ mod tests {
     fn records_have_the_layout_both_sides_expect() {
         assert_eq!(core::mem::size_of::<DataHeader>() % 8, 0);
         assert_eq!(core::mem::size_of::<CloseRecord>() % 8, 0);
+        assert_eq!(core::mem::size_of::<ExecRecord>() % 8, 0);
         assert_eq!(
             core::mem::offset_of!(DataRecord, data),
             core::mem::size_of::<DataHeader>()

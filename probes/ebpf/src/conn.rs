@@ -33,6 +33,10 @@ pub struct ConnState {
     pub _pad: u16,
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    /// The thread whose name went out last with this connection's records: the next
+    /// record of the same thread goes without it (see `DataHeader::comm`).
+    pub comm_tid: u32,
+    pub _pad2: u32,
 }
 
 /// Starts a new state for `sock`, replacing whatever an earlier connection on the same
@@ -60,6 +64,8 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
         _pad: 0,
         local_addr: [0; 16],
         remote_addr: [0; 16],
+        comm_tid: 0,
+        _pad2: 0,
     };
     if family == AF_INET {
         let l: [u8; 4] = read(sock, o.sk_rcv_saddr)?;

@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user as probe_read_user_raw,
 };
 use http_profiler_common::{
-    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, DataRecord, FLAG_LAST_CHUNK,
+    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, DataRecord, ExecRecord, FLAG_LAST_CHUNK,
     FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
     OMITTED_SENDFILE, RecordKind, SavedArgs, counter, looks_like_http,
 };
@@ -199,7 +199,17 @@ pub fn data(
     h.remote_port = conn.remote_port;
     h.local_addr = conn.local_addr;
     h.remote_addr = conn.remote_addr;
-    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // The name goes with a thread's first record on this connection only. A record that
+    // carried it and was dropped sends it again with the next (only on this path: a
+    // syscall copied in rounds that loses its first record loses the name, and userspace
+    // reads it from /proc).
+    let named = conn.comm_tid != h.tid;
+    h.comm = if named {
+        conn.comm_tid = h.tid;
+        bpf_get_current_comm().unwrap_or([0; 16])
+    } else {
+        [0; 16]
+    };
 
     if omitted {
         rec.header.stream_pos = pos;
@@ -211,7 +221,9 @@ pub fn data(
             } else {
                 FLAG_OMITTED_SPLICE
             };
-        output_record(rec, 0);
+        if !output_record(rec, 0) && named {
+            conn.comm_tid = 0;
+        }
         return;
     }
     // One buffer that fits in one record (most reads and writes of a request or a
@@ -224,10 +236,14 @@ pub fn data(
         rec.header.syscall_offset = 0;
         rec.header.data_len = moved as u32;
         rec.header.flags = FLAG_LAST_CHUNK;
-        if read_piece(rec, 0, seg.first_base, moved) {
-            output_record(rec, moved);
+        let sent = if read_piece(rec, 0, seg.first_base, moved) {
+            output_record(rec, moved)
         } else {
             count(counter::DROPPED, 1);
+            false
+        };
+        if !sent && named {
+            conn.comm_tid = 0;
         }
         return;
     }
@@ -383,11 +399,13 @@ fn flush(rec: &mut DataRecord, cur: &mut CopyState, end: bool) {
     cur.fill = 0;
 }
 
+/// Sends the header and `n` bytes of `rec`; whether the ring buffer took them (a record
+/// it had no room for is counted as dropped).
 #[inline(always)]
-fn output_record(rec: &mut DataRecord, n: u64) {
+fn output_record(rec: &mut DataRecord, n: u64) -> bool {
     let n = n & (2 * CHUNK_BYTES as u64 - 1);
     if n > CHUNK_BYTES as u64 {
-        return;
+        return false;
     }
     let len = core::mem::size_of::<DataHeader>() + n as usize;
     // SAFETY: the header and `n` payload bytes lie inside `rec`.
@@ -395,7 +413,32 @@ fn output_record(rec: &mut DataRecord, n: u64) {
         unsafe { core::slice::from_raw_parts((rec as *const DataRecord).cast::<u8>(), len) };
     let urgent = rec.header.stream_pos == 0;
     match EVENTS.output::<[u8]>(bytes, wakeup(len as u64, urgent)) {
-        Ok(()) => count(counter::RECORDS, 1),
+        Ok(()) => {
+            count(counter::RECORDS, 1);
+            true
+        }
+        Err(_) => {
+            count(counter::DROPPED, 1);
+            false
+        }
+    }
+}
+
+/// Tells userspace that a selected process has exec'd.
+#[inline(always)]
+pub fn exec(pid_tgid: u64) {
+    let rec = ExecRecord {
+        kind: RecordKind::Exec as u32,
+        _pad: 0,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    match EVENTS.output::<ExecRecord>(
+        &rec,
+        wakeup(core::mem::size_of::<ExecRecord>() as u64, false),
+    ) {
+        Ok(()) => count(counter::EXECS, 1),
         Err(_) => count(counter::DROPPED, 1),
     }
 }

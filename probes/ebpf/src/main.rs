@@ -368,6 +368,19 @@ pub fn exit_accept(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// execve and execveat: a process that exec'd has a new name and command line.
+#[tracepoint]
+pub fn exit_exec(ctx: TracePointContext) -> u32 {
+    if ret(&ctx) != 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if kernel::process_selected((pid_tgid >> 32) as u32) {
+        emit::exec(pid_tgid);
+    }
+    0
+}
+
 #[tracepoint]
 pub fn enter_close(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0);
