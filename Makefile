@@ -17,7 +17,7 @@ help:
 	@echo "make vm-test the appliance on Debian kernels 5.10, 6.1, 6.12 (x86_64) and 6.1 (arm64) under QEMU"
 	@echo "make build   build the profiler and its probes (target/release/http-profiler)"
 	@echo "make nix-check  check the Nix flake's files (parse, format, lint, flake.lock)"
-	@echo "make bench   benchmark against no profiler and tcpdump (as root, ~40 min)"
+	@echo "make bench   benchmark against no profiler and tcpdump (as root, ~50 min)"
 	@echo "make setup   install what the build and the tests need (Debian/Ubuntu, as root)"
 	@echo "make fuzz    run each fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make audit   check every Cargo.lock against the advisory database snapshot"
@@ -121,7 +121,7 @@ clean:
 # demo-server; writes bench/results/ and the README's table. Loads probes: as root.
 # BENCH_RUNS, BENCH_SECONDS, BENCH_RATES, BENCH_SOAK_SECONDS, BENCH_SOAK_RUNS,
 # BENCH_IDLE_SECONDS, BENCH_CONNS adjust it (see bench/run.py); the defaults take about
-# 45 minutes.
+# 50 minutes (six modes, with full-before and other-port: 52).
 .PHONY: bench
 bench: build
 	@bash bench/setup.sh
