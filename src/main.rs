@@ -267,15 +267,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = setup(probe_config(&cli, offsets))?;
     let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes))?;
     for tp in &probes.missing {
-        if tp.contains("exec") {
-            log::warn!(
-                "this kernel has no tracepoint syscalls:{tp}: a process that execs keeps its old name and command line on the connections it kept open"
-            );
+        let lost = if tp.contains("exec") {
+            "a process that execs keeps its old name and command line on the connections it kept open"
         } else {
-            log::warn!(
-                "this kernel has no tracepoint syscalls:{tp}: traffic through it is not captured"
-            );
-        }
+            "traffic through it is not captured"
+        };
+        log::warn!("this kernel has no tracepoint syscalls:{tp}: {lost}");
     }
     let blocked = seed::blocked_reads(Path::new("/proc"), std::process::id(), |tgid, comm| {
         (cli.pids.is_empty() || cli.pids.contains(&tgid))

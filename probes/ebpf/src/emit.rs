@@ -434,11 +434,14 @@ pub fn exec(pid_tgid: u64) {
         tid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    match EVENTS.output::<ExecRecord>(
-        &rec,
-        wakeup(core::mem::size_of::<ExecRecord>() as u64, false),
-    ) {
-        Ok(()) => count(counter::EXECS, 1),
+    output_fixed(&rec, counter::EXECS);
+}
+
+/// Sends a record of fixed size; counts it under `sent`, or as dropped.
+#[inline(always)]
+fn output_fixed<T>(rec: &T, sent: u32) {
+    match EVENTS.output::<T>(rec, wakeup(core::mem::size_of::<T>() as u64, false)) {
+        Ok(()) => count(sent, 1),
         Err(_) => count(counter::DROPPED, 1),
     }
 }
@@ -467,11 +470,5 @@ pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
         send_end: state.send_pos,
         recv_end: state.recv_pos,
     };
-    match EVENTS.output::<CloseRecord>(
-        &rec,
-        wakeup(core::mem::size_of::<CloseRecord>() as u64, false),
-    ) {
-        Ok(()) => count(counter::RECORDS, 1),
-        Err(_) => count(counter::DROPPED, 1),
-    }
+    output_fixed(&rec, counter::RECORDS);
 }
