@@ -9,29 +9,11 @@ the steps, passing the connection's fd. The wait lets whoever watches read each
 program's name and command line from /proc while it runs.
 """
 
+import http.client
 import os
 import socket
 import sys
 import time
-
-
-def get(sock, path):
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise SystemExit(f"connection closed before the response to {path}")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        body += sock.recv(65536)
-    return int(head.split()[1])
 
 
 def main():
@@ -40,7 +22,13 @@ def main():
         sock = socket.create_connection(("127.0.0.1", int(where)))
     else:
         sock = socket.socket(fileno=int(where))
-    print(get(sock, path), flush=True)
+    # http.client over the connection this program was handed: it opens none of its own.
+    conn = http.client.HTTPConnection("127.0.0.1")
+    conn.sock = sock
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    print(response.status, flush=True)
     time.sleep(1)
     if rest:
         os.set_inheritable(sock.fileno(), True)

@@ -8,11 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from conftest import SEEDING, SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port, of_url
-
-HERE = Path(__file__).parent
+from conftest import HERE, SEEDING, SOCKET_FILE_OPS, TCP_OPS_INET, keepalive_client, of_port, of_url
 
 CLIENT, SERVER = "client", "server"
 
