@@ -20,7 +20,7 @@
   # - CAP_DAC_READ_SEARCH: tracefs (/sys/kernel/tracing, mode 0700 root) holds the
   #   tracepoint ids, and this service does not run as root;
   # - CAP_SYS_PTRACE: /proc/PID/task/TID/syscall of other users' threads, read at start-up
-  #   to capture reads that were already blocked (src/seed.rs).
+  #   on kernels before 5.15 to capture reads that were already blocked (src/seed.rs).
   # Mounting tracefs would need CAP_SYS_ADMIN: NixOS mounts it at boot instead
   # (sys-kernel-tracing.mount is among systemd's upstream units in
   # nixos/modules/system/boot/systemd.nix).

@@ -21,7 +21,7 @@ use http_profiler::{
     offsets,
     output::{self, Format},
     preflight,
-    probes::{Counters, Probes},
+    probes::{ArgumentSource, Counters, Probes},
     procinfo::ProcessCache,
     record::{self, Record},
     redact::Redactor,
@@ -259,13 +259,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             sink.describe()
         );
     }
-    let offsets = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
-    log::info!("kernel offsets from {}: {offsets:?}", cli.btf.display());
+    let layout = setup(offsets::resolve(&cli.btf).map_err(anyhow::Error::from))?;
+    log::info!(
+        "kernel offsets from {}: {:?}",
+        cli.btf.display(),
+        layout.offsets
+    );
+    let source = ArgumentSource::for_kernel(layout.user_regs);
+    match source {
+        ArgumentSource::Registers => log::info!(
+            "data syscalls are hooked at exit only: their arguments are read from the saved user registers"
+        ),
+        ArgumentSource::EnterHooks => log::info!(
+            "this kernel cannot hand the probes a syscall's registers (bpf_task_pt_regs, Linux 5.15): \
+             data syscalls are hooked at entry too, which costs every read and write of every process more"
+        ),
+    }
     preflight::release_freed_memory();
     setup(preflight::ensure_tracefs())?;
     preflight::raise_memlock();
-    let config = setup(probe_config(&cli, offsets))?;
-    let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes))?;
+    let config = setup(probe_config(&cli, layout.offsets))?;
+    let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes, source))?;
     for tp in &probes.missing {
         let lost = if tp.contains("exec") {
             "a process that execs keeps its old name and command line on the connections it kept open"
@@ -274,14 +288,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         };
         log::warn!("this kernel has no tracepoint syscalls:{tp}: {lost}");
     }
-    let blocked = seed::blocked_reads(Path::new("/proc"), std::process::id(), |tgid, comm| {
-        (cli.pids.is_empty() || cli.pids.contains(&tgid))
-            && cli.comm.as_deref().is_none_or(|c| c == comm)
-    });
-    let seeded = probes.seed_blocked_reads(Path::new("/proc"), &blocked);
-    log::info!(
-        "{seeded} threads were blocked in a read when the probes attached: their reads are captured too"
-    );
+    // A read blocked since before the hooks attached has no saved arguments for its
+    // exit, unless it is seeded; the registers are there for any exit.
+    if source == ArgumentSource::EnterHooks {
+        let blocked = seed::blocked_reads(Path::new("/proc"), std::process::id(), |tgid, comm| {
+            (cli.pids.is_empty() || cli.pids.contains(&tgid))
+                && cli.comm.as_deref().is_none_or(|c| c == comm)
+        });
+        let seeded = probes.seed_blocked_reads(Path::new("/proc"), &blocked);
+        log::info!(
+            "{seeded} threads were blocked in a read when the probes attached: their reads are captured too"
+        );
+    }
     let limits = Limits {
         max_body: cli.max_body_bytes,
         max_raw: cli.max_raw_bytes,

@@ -154,8 +154,18 @@ fn find_member(
     Ok(None)
 }
 
-/// Every offset the probes use, from the BTF file at `path`.
-pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
+/// What the probes need to know of the running kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelLayout {
+    pub offsets: KernelOffsets,
+    /// Whether tracepoint programs can read the user registers of the current syscall
+    /// (`bpf_task_pt_regs`, Linux 5.15): then data syscalls need no enter hooks.
+    pub user_regs: bool,
+}
+
+/// Every offset the probes use, and the helpers they may call, from the BTF file at
+/// `path`.
+pub fn resolve(path: &Path) -> Result<KernelLayout, OffsetError> {
     let btf = Btf::from_file(path).map_err(|source| {
         let path_text = path.display().to_string();
         // A file that is there but does not parse is a wrong --btf, not a kernel without BTF.
@@ -206,7 +216,7 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
             ("ops", socket_ops, 8),
         ],
     )?;
-    Ok(KernelOffsets {
+    let offsets = KernelOffsets {
         task_files: field_offset(&btf, "task_struct", &["files"])?,
         files_fdt: field_offset(&btf, "files_struct", &["fdt"])?,
         fdtable_max_fds,
@@ -228,7 +238,26 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         sk_v6_rcv_saddr: sk_v6("skc_v6_rcv_saddr")?,
         file_count,
         file_count_kind,
+    };
+    Ok(KernelLayout {
+        offsets,
+        user_regs: knows_helper(&btf, "BPF_FUNC_task_pt_regs"),
     })
+}
+
+/// Whether the kernel's `enum bpf_func_id` names `helper`: the helpers a kernel offers are
+/// the ones it numbers.
+fn knows_helper(btf: &Btf, helper: &str) -> bool {
+    btf.resolve_types_by_name("bpf_func_id")
+        .unwrap_or_default()
+        .iter()
+        .any(|t| match t {
+            Type::Enum(e) => e
+                .members
+                .iter()
+                .any(|m| btf.resolve_name(m).is_ok_and(|name| name == helper)),
+            _ => false,
+        })
 }
 
 #[cfg(test)]
@@ -251,7 +280,9 @@ mod tests {
     /// has one, so a missing file is a failure, not a skip.
     #[test]
     fn resolves_every_offset_on_the_running_kernel() {
-        let o = resolve(Path::new("/sys/kernel/btf/vmlinux")).expect("the running kernel's BTF");
+        let layout =
+            resolve(Path::new("/sys/kernel/btf/vmlinux")).expect("the running kernel's BTF");
+        let o = layout.offsets;
         // Fields that lead their struct on every kernel.
         assert_eq!(o.sk_daddr, 0, "skc_daddr opens struct sock_common");
         assert_eq!(o.sk_rcv_saddr, 4);
@@ -261,6 +292,15 @@ mod tests {
             o.file_count > 0
                 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind)
         );
+    }
+
+    /// The oldest helper of all is named by every kernel; one that does not exist by none.
+    #[test]
+    fn helpers_are_known_by_the_kernels_numbering() {
+        let btf = Btf::from_file("/sys/kernel/btf/vmlinux").expect("the running kernel's BTF");
+        assert!(knows_helper(&btf, "BPF_FUNC_map_lookup_elem"));
+        assert!(!knows_helper(&btf, "BPF_FUNC_map_lookup_elem_"));
+        assert!(!knows_helper(&btf, "BPF_FUNC_no_such_helper"));
     }
 
     #[test]

@@ -24,8 +24,59 @@ const ASSUME_MISSING_ENV: &str = "HTTP_PROFILER_ASSUME_MISSING_TRACEPOINTS";
 /// so the tests can check that nothing is captured before all of them are in place.
 const ATTACH_DELAY_ENV: &str = "HTTP_PROFILER_ATTACH_DELAY_MS";
 
-/// Which tracepoints each program serves. `exit_data` copies for every data syscall.
+/// Makes the profiler hook data syscalls at entry as on a kernel before 5.15, which
+/// cannot hand the probes a syscall's registers: lets the tests check that way on any
+/// kernel.
+const ASSUME_NO_USER_REGS_ENV: &str = "HTTP_PROFILER_ASSUME_NO_USER_REGS";
+
+/// Where the exit of a data syscall finds the syscall's arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgumentSource {
+    /// In the user registers the kernel saved at its entry (Linux 5.15+): only exits
+    /// are hooked.
+    Registers,
+    /// Saved per thread by enter hooks, which every read and write of every process
+    /// then pays for too; threads already blocked in a read at start-up are seeded.
+    EnterHooks,
+}
+
+impl ArgumentSource {
+    /// The registers when the kernel offers them (`user_regs`, from its BTF).
+    pub fn for_kernel(user_regs: bool) -> Self {
+        if user_regs && std::env::var_os(ASSUME_NO_USER_REGS_ENV).is_none() {
+            Self::Registers
+        } else {
+            Self::EnterHooks
+        }
+    }
+}
+
+/// Which tracepoints each program serves, whatever the argument source.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
+    ("exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
+    ("enter_close", &["sys_enter_close"]),
+    ("exit_exec", &["sys_exit_execve", "sys_exit_execveat"]),
+];
+
+/// The data syscalls' and connect's programs that read their arguments from the
+/// registers at exit.
+const REGISTER_ATTACHMENTS: &[(&str, &[&str])] = &[
+    ("exit_read", &["sys_exit_read"]),
+    ("exit_write", &["sys_exit_write"]),
+    ("exit_readv", &["sys_exit_readv"]),
+    ("exit_writev", &["sys_exit_writev"]),
+    ("exit_sendto", &["sys_exit_sendto"]),
+    ("exit_recvfrom", &["sys_exit_recvfrom"]),
+    ("exit_sendmsg", &["sys_exit_sendmsg"]),
+    ("exit_recvmsg", &["sys_exit_recvmsg"]),
+    ("exit_sendfile", &["sys_exit_sendfile64"]),
+    ("exit_splice", &["sys_exit_splice"]),
+    ("exit_connect", &["sys_exit_connect"]),
+];
+
+/// The same syscalls' programs when enter hooks save the arguments: `exit_data` copies
+/// for every data syscall.
+const ENTER_HOOK_ATTACHMENTS: &[(&str, &[&str])] = &[
     (
         "exit_data",
         &[
@@ -51,11 +102,8 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
     ("enter_recvfrom", &["sys_enter_recvfrom"]),
     ("enter_sendmsg", &["sys_enter_sendmsg"]),
     ("enter_recvmsg", &["sys_enter_recvmsg"]),
-    ("exit_connect", &["sys_exit_connect"]),
+    ("exit_connect_saved", &["sys_exit_connect"]),
     ("enter_connect", &["sys_enter_connect"]),
-    ("exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
-    ("enter_close", &["sys_enter_close"]),
-    ("exit_exec", &["sys_exit_execve", "sys_exit_execveat"]),
 ];
 
 /// Counter totals over all CPUs.
@@ -79,19 +127,36 @@ pub struct Probes {
     ignoring: bool,
     /// Tracepoints this kernel lacks: what goes through them is not captured.
     pub missing: Vec<String>,
+    pub source: ArgumentSource,
 }
 
 impl Probes {
     /// Loads and attaches everything; returns the probes and the ring buffer to read.
-    pub fn load(config: &ProbeConfig, ring_bytes: u32) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+    pub fn load(
+        config: &ProbeConfig,
+        ring_bytes: u32,
+        source: ArgumentSource,
+    ) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let object = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-profiler-probes"));
         anyhow::ensure!(
             !object.is_empty(),
             "this binary was built with AYA_BUILD_SKIP=1 and holds no probes: rebuild it without AYA_BUILD_SKIP"
         );
-        let mut ebpf = EbpfLoader::new()
+        let data_attachments = match source {
+            ArgumentSource::Registers => REGISTER_ATTACHMENTS,
+            ArgumentSource::EnterHooks => ENTER_HOOK_ATTACHMENTS,
+        };
+        let attachments = || ATTACHMENTS.iter().chain(data_attachments);
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("CONFIG", config, true)
-            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries("EVENTS", ring_bytes);
+        if source == ArgumentSource::Registers {
+            // No thread saves arguments: the table the kernel would set aside for a
+            // thread each stays (almost) empty.
+            loader.map_max_entries("ARGS", 1);
+        }
+        let mut ebpf = loader
             .load(object)
             .map_err(|e| explain(anyhow!(e)))
             .context("loading the probes into the kernel")?;
@@ -107,7 +172,7 @@ impl Probes {
         // Every program passes the verifier before the first one attaches, so the hooks
         // go in within a few milliseconds of each other; the probes capture nothing
         // until all of them are in (see `arm`).
-        for (name, _) in ATTACHMENTS {
+        for (name, _) in attachments() {
             verify(&mut ebpf, name)?;
         }
         let mut missing = Vec::new();
@@ -117,7 +182,7 @@ impl Probes {
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map(std::time::Duration::from_millis);
-        for (name, tracepoints) in ATTACHMENTS {
+        for (name, tracepoints) in attachments() {
             let program = tracepoint(&mut ebpf, name)?;
             for tp in *tracepoints {
                 if assumed_missing.contains(tp)
@@ -153,6 +218,7 @@ impl Probes {
             state,
             ignoring: false,
             missing,
+            source,
         };
         probes.arm()?;
         Ok((probes, ring))

@@ -114,6 +114,15 @@ kvm_works() {
     grep -q KVM-PROBE-OK "$dir/console"
 }
 
+# How the profiler must say it hooks data syscalls on kernel NAME: at exit only from 5.15
+# (arguments from the saved registers), with enter hooks too before.
+data_hooks() {
+    case $1 in
+        5.10-*) echo "data syscalls are hooked at entry too" ;;
+        *) echo "data syscalls are hooked at exit only" ;;
+    esac
+}
+
 # The first sign of the guest's kernel failing in CONSOLE (an oops, a BUG, a soft
 # lockup, an RCU stall, a panic), as ", guest kernel: <line>", or nothing: a guest that
 # hangs or dies says why in the FAIL line itself.
@@ -154,6 +163,12 @@ boot_kernel() {
     log "$name: boot and test took $elapsed s (fetch and build before it: $((boot_started - started)) s)"
     case $result in
         "VM-TEST-RESULT PASS"*)
+            local hooks
+            hooks=$(data_hooks "$name")
+            if ! grep -aq "$hooks" "$console"; then
+                echo "FAIL kernel $name: the profiler did not log \"$hooks\", the way this kernel hooks data syscalls"
+                return 1
+            fi
             echo "PASS kernel $name (${elapsed}s)"
             return 0
             ;;

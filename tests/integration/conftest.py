@@ -83,6 +83,13 @@ class Profiler:
                 return [tuple(bytes(int(b, 16) for b in e[part]) for part in ("key", "value")) for e in json.loads(dump.stdout)]
         raise AssertionError(f"the profiler holds no map {name} (maps {sorted(ids)})")
 
+    def programs(self):
+        """Names of the BPF programs the running profiler holds (bpftool; the kernel keeps
+        15 characters of a name)."""
+        progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True, check=True).stdout)
+        held = our_programs(self.proc.pid)
+        return {p["name"] for p in progs if p["id"] in held}
+
     def state(self):
         """The running profiler's STATE map: index -> value (unsigned)."""
         return {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder) for k, v in self.map_entries("STATE")}
@@ -99,6 +106,20 @@ class Profiler:
         assert m, f"no summary in stderr: {text}"
         keys = ["messages", "records", "dropped", "gap_bytes", "not_http", "left_not_http", "execs"]
         return dict(zip(keys, map(int, m.groups())))
+
+
+def our_programs(pid):
+    """IDs of the BPF programs process `pid` holds open (from /proc/PID/fdinfo)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        ids |= {int(l.split()[1]) for l in info.splitlines() if l.startswith("prog_id:")}
+    return ids
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def assert_nothing_left_behind():
     # profiler program still loaded must be held by a live process (another checkout's).
     progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True).stdout)
     held = held_program_ids()
-    leaked = [p["id"] for p in progs if p.get("name") == "exit_data" and p["id"] not in held]
+    leaked = [p["id"] for p in progs if p.get("name") == "exit_accept" and p["id"] not in held]
     assert leaked == [], leaked
 
 

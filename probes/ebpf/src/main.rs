@@ -1,11 +1,13 @@
 //! The kernel side of http-profiler: syscall tracepoints that copy the payload of TCP
 //! sockets carrying HTTP into a ring buffer.
 //!
-//! Enter hooks check the process filters and save a data syscall's arguments per
-//! thread; the one exit hook, when the syscall moved bytes, asks whether the fd is a TCP
-//! socket (under a `--port` filter the enter hook asks, and checks its ports) and
-//! whether its connection is HTTP, then copies what the syscall really moved, bounded by
-//! its return value.
+//! A data syscall is copied at its exit, once it has moved bytes: the exit asks whether
+//! the fd is a TCP socket (and checks its ports under `--port`) and whether its
+//! connection is HTTP, then copies what the syscall really moved, bounded by its return
+//! value. Where the exit finds the syscall's arguments depends on the kernel: from 5.15
+//! it reads them from the user registers the kernel saved at entry (`regs`), and only
+//! exits are hooked; before, enter hooks save them per thread (`saved`), which every
+//! read and write of every process pays for.
 #![no_std]
 #![no_main]
 
@@ -13,19 +15,15 @@ mod conn;
 mod emit;
 mod kernel;
 mod maps;
+mod regs;
+mod saved;
 
 use aya_ebpf::{
     EbpfContext, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use http_profiler_common::{
-    ArgKind, DIRECTION_RECV, DIRECTION_SEND, OMITTED_SENDFILE, OMITTED_SPLICE, SavedArgs, state,
-};
+use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND, SavedArgs};
 
-use crate::{
-    conn::{ConnClass, open_conn},
-    kernel::config,
-    maps::{ARGS, state_get},
-};
+use crate::conn::{ConnClass, open_conn};
 
 /// Syscall tracepoint records: after the 8-byte common header and the syscall number, each
 /// argument (enter) or the return value (exit) takes 8 bytes. This layout is the same on
@@ -60,294 +58,69 @@ fn syscall_nr(ctx: &TracePointContext) -> u32 {
     word(ctx, SYSCALL_NR) as u32
 }
 
-/// The entering thread's pid_tgid when its process passes the filters, with its stale
-/// seeded entry dropped on the way: seeded entries belong to selected processes only, so
-/// the pid filter (which reads nothing but CONFIG) goes first, and the comm filter (a
-/// helper call) last.
-#[inline(always)]
-fn selected_thread() -> Option<u64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
-        return None;
-    }
-    drop_stale_seed(pid_tgid);
-    kernel::comm_selected().then_some(pid_tgid)
-}
-
-/// A thread that enters a syscall is out of whatever syscall userspace seeded for it
-/// (checked only while userspace is seeding: see `state::SEEDING`).
-#[inline(always)]
-fn drop_stale_seed(pid_tgid: u64) {
-    if state_get(state::SEEDING) == 0 {
-        return;
-    }
-    // SAFETY: read by value.
-    if unsafe { ARGS.get(pid_tgid) }.is_some_and(|a| a.seeded != 0) {
-        let _ = ARGS.remove(pid_tgid);
-    }
-}
-
 #[inline(always)]
 fn ret(ctx: &TracePointContext) -> i64 {
     word(ctx, RET) as i64
 }
 
-/// Saves a data syscall's arguments for its exit hook, for a thread of a selected
-/// process. Whether its fd is a TCP socket carrying HTTP is left to the exit, asked
-/// only when the syscall moved bytes: the walk from fd to socket is a hook's dearest
-/// step, the read that finds nothing (EAGAIN) that a non-blocking server makes after
-/// each request (nginx) or before it waits (Go, libuv) need not pay it, and right after
-/// the syscall the walk finds the fd table and the socket in the CPU's caches. Under a
-/// `--port` filter it is asked here: most TCP traffic on the host is then someone
-/// else's, turned away by its ports before any map is touched.
+/// Copies the `moved` bytes of a data syscall of a selected thread, described by `args`,
+/// when its fd is a TCP socket the port filter passes and its connection is HTTP.
 #[inline(always)]
-fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 {
-    let Some(pid_tgid) = selected_thread() else {
-        return 0;
-    };
-    let fd = arg(ctx, 0);
-    let sock = if config!(port_count) != 0 {
-        let Some(sock) = conn::selected_sock_of_fd(fd as i32) else {
-            return 0;
-        };
-        sock
-    } else {
-        0
-    };
-    save_args(
-        ctx,
-        pid_tgid,
-        sock,
-        fd,
-        arg(ctx, 1),
-        arg(ctx, 2),
-        kind,
-        direction,
-    )
-}
-
-/// Saves the arguments of a data syscall for its exit hook, once every hook is attached.
-#[inline(always)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one flat record of a syscall's arguments"
-)]
-fn save_args(
-    ctx: &TracePointContext,
-    pid_tgid: u64,
-    sock: u64,
-    fd: u64,
-    ptr: u64,
-    count: u64,
-    kind: ArgKind,
-    direction: u8,
-) -> u32 {
-    if state_get(state::ARMED) == 0 {
-        return 0;
-    }
-    let args = SavedArgs {
-        kind: kind as u32,
-        direction: direction as u32,
-        fd: fd as i32,
-        syscall_nr: syscall_nr(ctx),
-        ptr,
-        count,
-        sock,
-        seeded: 0,
-        _pad: 0,
-    };
-    match ARGS.get_ptr_mut(pid_tgid) {
-        // SAFETY: the entry is this thread's: the probes write it only from this thread.
-        Some(slot) => unsafe { *slot = args },
-        None => {
-            let _ = ARGS.insert(pid_tgid, args, 0);
-        }
-    }
-    0
-}
-
-macro_rules! data_enter {
-    ($name:ident, $kind:expr, $direction:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            save_data_args(&ctx, $kind, $direction)
-        }
-    };
-    ($name:ident, $kind:expr, $direction:expr, peek_flags_arg = $flags:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
-            if arg(&ctx, $flags) & MSG_PEEK != 0 {
-                // A peek ends a seeded read as surely as a read does: left in place, a
-                // stale seeded entry would have this peek's bytes copied as read.
-                let _ = selected_thread();
-                return 0;
-            }
-            save_data_args(&ctx, $kind, $direction)
-        }
-    };
-}
-
-/// sendfile(out_fd, in_fd, offset, count): bytes from a file to a socket, which never
-/// pass through user memory. Counted and flagged, not copied.
-#[tracepoint]
-pub fn enter_sendfile(ctx: TracePointContext) -> u32 {
-    save_omitted(&ctx, arg(&ctx, 0), None, OMITTED_SENDFILE)
-}
-
-/// splice(fd_in, off_in, fd_out, off_out, len, flags): bytes between a pipe and a socket.
-#[tracepoint]
-pub fn enter_splice(ctx: TracePointContext) -> u32 {
-    save_omitted(&ctx, arg(&ctx, 2), Some(arg(&ctx, 0)), OMITTED_SPLICE)
-}
-
-/// Saves an omitted-bytes syscall whose `out` fd (send) or else `input` fd (receive) is
-/// a TCP socket the port filter passes; `ptr` carries the reason.
-#[inline(always)]
-fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u64) -> u32 {
-    let Some(pid_tgid) = selected_thread() else {
-        return 0;
-    };
-    let (fd, sock, direction) = match (
-        kernel::tcp_sock_of_fd(out as i32).map(|sock| (out, sock)),
-        input,
-    ) {
-        (Some((fd, sock)), _) => (fd, sock, DIRECTION_SEND),
-        (None, Some(fd)) => match kernel::tcp_sock_of_fd(fd as i32) {
-            Some(sock) => (fd, sock, DIRECTION_RECV),
-            None => return 0,
-        },
-        (None, None) => return 0,
-    };
-    if !conn::ports_pass(sock) {
-        return 0;
-    }
-    save_args(
-        ctx,
-        pid_tgid,
-        sock,
-        fd,
-        reason,
-        0,
-        ArgKind::Omitted,
-        direction,
-    )
-}
-
-data_enter!(enter_read, ArgKind::Buffer, DIRECTION_RECV);
-data_enter!(enter_write, ArgKind::Buffer, DIRECTION_SEND);
-data_enter!(enter_readv, ArgKind::Iovec, DIRECTION_RECV);
-data_enter!(enter_writev, ArgKind::Iovec, DIRECTION_SEND);
-data_enter!(enter_sendto, ArgKind::Buffer, DIRECTION_SEND);
-data_enter!(
-    enter_recvfrom,
-    ArgKind::Buffer,
-    DIRECTION_RECV,
-    peek_flags_arg = 3
-);
-data_enter!(enter_sendmsg, ArgKind::Msghdr, DIRECTION_SEND);
-data_enter!(
-    enter_recvmsg,
-    ArgKind::Msghdr,
-    DIRECTION_RECV,
-    peek_flags_arg = 2
-);
-
-/// The exit of every data syscall: copies what it moved.
-#[tracepoint]
-pub fn exit_data(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // Only threads of processes that pass the pid filter have entries (the enter hooks
-    // and the seeding give entries to no others): the syscalls of all others leave
-    // here, without the hash lookup that would find nothing.
-    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
-        return 0;
-    }
-    let Some(slot) = ARGS.get_ptr_mut(pid_tgid) else {
-        return 0;
-    };
-    // SAFETY: the entry is this thread's; it is copied out, then marked used (a syscall
-    // number no exit has, and not seeded), which reads as no entry everywhere ARGS is read.
-    let args = unsafe { *slot };
-    unsafe {
-        (*slot).syscall_nr = u32::MAX;
-        (*slot).seeded = 0;
-    }
-    if args.syscall_nr != syscall_nr(&ctx) {
-        return 0;
-    }
-    let moved = ret(&ctx);
-    if moved <= 0 {
-        return 0;
-    }
+fn capture(ctx: &TracePointContext, args: &SavedArgs, moved: i64, pid_tgid: u64) {
     let sock = if args.sock != 0 {
         args.sock
     } else {
         let Some(sock) = conn::selected_sock_of_fd(args.fd) else {
-            return 0;
+            return;
         };
         sock
     };
     let Some(conn) = conn::conn_for_data(sock) else {
-        return 0;
+        return;
     };
     // SAFETY: a valid map value pointer, used for this one program run.
     emit::data(
-        &ctx,
-        &args,
+        ctx,
+        args,
         sock,
         unsafe { &mut *conn },
         moved as u64,
         pid_tgid,
     );
-    0
 }
 
-/// Tail-called by exit_data (never attached): copies the syscall's bytes in rounds.
-#[tracepoint]
-pub fn copy_chunks(ctx: TracePointContext) -> u32 {
-    emit::copy_chunks(&ctx);
-    0
-}
-
-#[tracepoint]
-pub fn enter_connect(ctx: TracePointContext) -> u32 {
-    let fd = arg(&ctx, 0);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !kernel::process_selected((pid_tgid >> 32) as u32) {
-        return 0;
-    }
-    let args = SavedArgs {
-        kind: ArgKind::Connect as u32,
-        direction: 0,
-        fd: fd as i32,
-        syscall_nr: syscall_nr(&ctx),
-        ptr: 0,
-        count: 0,
-        sock: 0,
-        seeded: 0,
-        _pad: 0,
+/// For sendfile and splice: the fd, socket and direction of their bytes, when the `out`
+/// fd (send) or else the `input` fd (receive) is a TCP socket the port filter passes.
+#[inline(always)]
+fn omitted_target(out: u64, input: Option<u64>) -> Option<(u64, u64, u8)> {
+    let (fd, sock, direction) = match (kernel_sock(out), input) {
+        (Some(sock), _) => (out, sock, DIRECTION_SEND),
+        (None, Some(fd)) => (fd, kernel_sock(fd)?, DIRECTION_RECV),
+        (None, None) => return None,
     };
-    let _ = ARGS.insert(pid_tgid, args, 0);
-    0
+    conn::ports_pass(sock).then_some((fd, sock, direction))
 }
 
-#[tracepoint]
-pub fn exit_connect(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
-        return 0;
-    };
-    let _ = ARGS.remove(pid_tgid);
-    let r = ret(&ctx);
-    // A non-blocking connect returns EINPROGRESS with the addresses already chosen.
+#[inline(always)]
+fn kernel_sock(fd: u64) -> Option<u64> {
+    kernel::tcp_sock_of_fd(fd as i32)
+}
+
+/// A connect that returned `r` on `fd`: a new connection when it succeeded or is under
+/// way (a non-blocking connect returns EINPROGRESS with the addresses already chosen).
+#[inline(always)]
+fn connected(r: i64, fd: u64) {
     if (r == 0 || r == -EINPROGRESS)
-        && args.kind == ArgKind::Connect as u32
-        && let Some(sock) = kernel::tcp_sock_of_fd(args.fd)
+        && let Some(sock) = kernel_sock(fd)
     {
         open_conn(sock, ConnClass::Fresh);
     }
+}
+
+/// Tail-called by the data exits (never attached): copies the syscall's bytes in rounds.
+#[tracepoint]
+pub fn copy_chunks(ctx: TracePointContext) -> u32 {
+    emit::copy_chunks(&ctx);
     0
 }
 
