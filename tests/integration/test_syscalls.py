@@ -47,6 +47,61 @@ def test_sendmsg_and_readv_with_many_segments(start_profiler, echo_server):
     assert records <= 10, records
 
 
+SEGMENTS_CLIENT = r"""
+import os, socket, sys
+port = int(sys.argv[1])
+def request(name, body, split, pad=0):
+    head = b"POST /%s HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\nContent-Length: %d\r\n\r\n" % (
+        name.encode(), b"p" * pad, len(body))
+    return split(head, body)
+cases = {
+    # Head and body in one record, as nginx and hyper write a response.
+    "two": request("two", b"b" * 300, lambda h, b: [h, b]),
+    "one": request("one", b"c" * 300, lambda h, b: [h + b]),
+    # The first bytes of a new connection, which decide whether it is HTTP, are in the
+    # second segment.
+    "empty-first": request("empty-first", b"d" * 300, lambda h, b: [b"", h + b]),
+    # A first segment of 4 KiB or more, or a second beyond what a record has room for
+    # after it: two records or more.
+    "long-head": request("long-head", b"e" * 300, lambda h, b: [h, b], pad=5000),
+    "long-body": request("long-body", b"f" * 13000, lambda h, b: [h, b]),
+}
+for name, segments in cases.items():
+    s = socket.create_connection(("127.0.0.1", port))
+    want = sum(map(len, segments))
+    sent = os.writev(s.fileno(), segments) if name in ("two", "long-body") else s.sendmsg(segments)
+    assert sent == want, (name, sent, want)
+    got = b""
+    while b"\r\n\r\n" not in got or len(got) < got.index(b"\r\n\r\n") + 4 + int(
+            got.split(b"Content-Length: ")[1].split(b"\r\n")[0]):
+        chunk = s.recv(65536)
+        assert chunk, name
+        got += chunk
+    s.close()
+"""
+
+
+def test_writes_in_one_or_two_segments_are_copied_whole(start_profiler, echo_server):
+    """writev and sendmsg with one or two segments, packed into one record or not, and
+    with an empty first segment on a new connection: each request arrives whole, on both
+    sides."""
+    _, port = echo_server
+    profiler = start_profiler("--port", str(port))
+    client = subprocess.run([sys.executable, "-c", SEGMENTS_CLIENT, str(port)], capture_output=True, text=True, timeout=30)
+    assert client.returncode == 0, client.stderr
+    lines = of_port(profiler.stop(), port)
+    bodies = {"two": "b" * 300, "one": "c" * 300, "empty-first": "d" * 300, "long-head": "e" * 300,
+              "long-body": "f" * 13000}
+    for name, body in bodies.items():
+        mine = [l for l in lines if (l.get("url") or (l.get("request") or {}).get("url")) == f"/{name}"]
+        assert sorted((l["direction"], "method" in l) for l in mine) == [
+            ("recv", False), ("recv", True), ("send", False), ("send", True)], (name, json.dumps(mine, indent=1))
+        for l in mine:
+            assert l["body"] == body and not l["incomplete"] and not l["capture_gap"], (name, l)
+        if name == "long-head":
+            assert all(len(l["headers"]["X-Pad"]) == 5000 for l in mine if "method" in l), name
+
+
 CUT_SHORT = r"""
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))

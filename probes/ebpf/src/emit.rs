@@ -109,12 +109,21 @@ fn classify(conn: &mut ConnState, seg: &Segments, moved: u64) -> bool {
     let (base, len) = if seg.iov == 0 {
         (seg.first_base, seg.first_len)
     } else {
-        match read_user::<[u64; 2]>(seg.iov) {
-            Some([b, l]) => (b, l),
+        // An empty first segment says nothing of what the syscall moved: the second does.
+        let second = seg.iov_count > 1;
+        match read_user::<[u64; 4]>(seg.iov)
+            .or_else(|| read_user::<[u64; 2]>(seg.iov).map(|[b, l]| [b, l, 0, 0]))
+        {
+            Some([_, 0, b2, l2]) if second => (b2, l2),
+            Some([b, l, _, _]) => (b, l),
             None => return false,
         }
     };
     let mut n = if len < moved { len } else { moved };
+    // No byte to judge by: nothing is decided, and nothing copied.
+    if n == 0 {
+        return false;
+    }
     if n > 4 {
         n = 4;
     }
