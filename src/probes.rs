@@ -43,7 +43,8 @@ pub enum ArgumentSource {
 impl ArgumentSource {
     /// The registers when the kernel offers them (`user_regs`, from its BTF).
     pub fn for_kernel(user_regs: bool) -> Self {
-        if user_regs && std::env::var_os(ASSUME_NO_USER_REGS_ENV).is_none() {
+        let assume_none = std::env::var_os(ASSUME_NO_USER_REGS_ENV).is_some_and(|v| !v.is_empty());
+        if user_regs && !assume_none {
             Self::Registers
         } else {
             Self::EnterHooks
