@@ -17,8 +17,9 @@ MODES = ["baseline", "hooks-only", "full", "tcpdump"]
 # With BENCH_BEFORE=<another http-profiler binary>, "full-before" runs it as "full" runs
 # this tree's: a change's effect, measured within the same interleaved runs.
 # "other-port" (BENCH_MODES=...,other-port) selects by --port a port nothing uses, as a
-# user watching one service does: every TCP syscall of the host walks from its fd to the
-# socket to read the ports, so it costs more than hooks-only's pid check.
+# user watching one service does: every TCP syscall of the host that moves bytes walks
+# from its fd to the socket to read the ports (before Linux 5.15, every one, at entry), so
+# it costs more than hooks-only's pid check.
 COMPARE_MODES = MODES + ["other-port", "full-before"]
 UNUSED_PORT = 1
 

@@ -288,7 +288,7 @@ def markdown(data):
            f"idle process selected (--pid). full: the service's processes selected (--pid), JSON lines to a "
            f"file on tmpfs. "
            + (f"other-port: --port {observers.UNUSED_PORT}, a port nothing uses (every TCP syscall of the host "
-              f"walks from its fd to the socket and is rejected on its ports). "
+              f"that moves bytes walks from its fd to the socket and is rejected on its ports). "
               if any(r["mode"] == "other-port" for r in runs) else "")
            + ("full-before: as full, by the build BENCH_BEFORE names. "
               if any(r["mode"] == "full-before" for r in runs) else "")
