@@ -11,6 +11,24 @@
 #![no_std]
 #![no_main]
 
+/// Every data syscall the probes copy, one line each: the name of its program in each way
+/// of hooking (entry in `saved`, exit in `regs`), the shape of its buffer argument, its
+/// direction, and the index of its flags argument when MSG_PEEK can be among them (else
+/// 0). `$hook` makes one way's program from a line.
+#[rustfmt::skip]
+macro_rules! data_syscalls {
+    ($hook:ident) => {
+        $hook!(enter_read,     exit_read,     ArgKind::Buffer, DIRECTION_RECV, 0);
+        $hook!(enter_write,    exit_write,    ArgKind::Buffer, DIRECTION_SEND, 0);
+        $hook!(enter_readv,    exit_readv,    ArgKind::Iovec,  DIRECTION_RECV, 0);
+        $hook!(enter_writev,   exit_writev,   ArgKind::Iovec,  DIRECTION_SEND, 0);
+        $hook!(enter_sendto,   exit_sendto,   ArgKind::Buffer, DIRECTION_SEND, 0);
+        $hook!(enter_recvfrom, exit_recvfrom, ArgKind::Buffer, DIRECTION_RECV, 3);
+        $hook!(enter_sendmsg,  exit_sendmsg,  ArgKind::Msghdr, DIRECTION_SEND, 0);
+        $hook!(enter_recvmsg,  exit_recvmsg,  ArgKind::Msghdr, DIRECTION_RECV, 2);
+    };
+}
+
 mod conn;
 mod emit;
 mod kernel;

@@ -87,35 +87,15 @@ fn exit_data(ctx: &TracePointContext, kind: ArgKind, direction: u8, peek_flags: 
 }
 
 macro_rules! data_exit {
-    ($name:ident, $kind:expr, $direction:expr) => {
-        data_exit!($name, $kind, $direction, peek_flags_arg = 0);
-    };
-    ($name:ident, $kind:expr, $direction:expr, peek_flags_arg = $flags:expr) => {
+    ($enter:ident, $exit:ident, $kind:expr, $direction:expr, $peek_flags:expr) => {
         #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            exit_data(&ctx, $kind, $direction, $flags)
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            exit_data(&ctx, $kind, $direction, $peek_flags)
         }
     };
 }
 
-data_exit!(exit_read, ArgKind::Buffer, DIRECTION_RECV);
-data_exit!(exit_write, ArgKind::Buffer, DIRECTION_SEND);
-data_exit!(exit_readv, ArgKind::Iovec, DIRECTION_RECV);
-data_exit!(exit_writev, ArgKind::Iovec, DIRECTION_SEND);
-data_exit!(exit_sendto, ArgKind::Buffer, DIRECTION_SEND);
-data_exit!(
-    exit_recvfrom,
-    ArgKind::Buffer,
-    DIRECTION_RECV,
-    peek_flags_arg = 3
-);
-data_exit!(exit_sendmsg, ArgKind::Msghdr, DIRECTION_SEND);
-data_exit!(
-    exit_recvmsg,
-    ArgKind::Msghdr,
-    DIRECTION_RECV,
-    peek_flags_arg = 2
-);
+data_syscalls!(data_exit);
 
 /// The exit of sendfile or splice: counts the bytes on the socket they moved to (`out`,
 /// argument `out_arg`) or else from (`input`, argument `in_arg` when there is one).

@@ -118,17 +118,11 @@ fn save_args(
 }
 
 macro_rules! data_enter {
-    ($name:ident, $kind:expr, $direction:expr) => {
+    ($enter:ident, $exit:ident, $kind:expr, $direction:expr, $peek_flags:expr) => {
         #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            save_data_args(&ctx, $kind, $direction)
-        }
-    };
-    ($name:ident, $kind:expr, $direction:expr, peek_flags_arg = $flags:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
+        pub fn $enter(ctx: TracePointContext) -> u32 {
             // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
-            if arg(&ctx, $flags) & MSG_PEEK != 0 {
+            if $peek_flags != 0 && arg(&ctx, $peek_flags) & MSG_PEEK != 0 {
                 // A peek ends a seeded read as surely as a read does: left in place, a
                 // stale seeded entry would have this peek's bytes copied as read.
                 let _ = selected_thread();
@@ -138,6 +132,8 @@ macro_rules! data_enter {
         }
     };
 }
+
+data_syscalls!(data_enter);
 
 /// sendfile(out_fd, in_fd, offset, count): bytes from a file to a socket, which never
 /// pass through user memory. Counted and flagged, not copied.
@@ -173,25 +169,6 @@ fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u
         direction,
     )
 }
-
-data_enter!(enter_read, ArgKind::Buffer, DIRECTION_RECV);
-data_enter!(enter_write, ArgKind::Buffer, DIRECTION_SEND);
-data_enter!(enter_readv, ArgKind::Iovec, DIRECTION_RECV);
-data_enter!(enter_writev, ArgKind::Iovec, DIRECTION_SEND);
-data_enter!(enter_sendto, ArgKind::Buffer, DIRECTION_SEND);
-data_enter!(
-    enter_recvfrom,
-    ArgKind::Buffer,
-    DIRECTION_RECV,
-    peek_flags_arg = 3
-);
-data_enter!(enter_sendmsg, ArgKind::Msghdr, DIRECTION_SEND);
-data_enter!(
-    enter_recvmsg,
-    ArgKind::Msghdr,
-    DIRECTION_RECV,
-    peek_flags_arg = 2
-);
 
 /// The exit of every data syscall: copies what it moved.
 #[tracepoint]
