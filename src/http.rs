@@ -95,6 +95,9 @@ pub struct Message {
     pub body_truncated: bool,
     /// The message as on the wire, at most `Limits::max_raw` bytes.
     pub raw: Vec<u8>,
+    /// How many leading bytes of `raw` are the head as parsed: the start line and the
+    /// fields of `headers`, no other line. 0 for a head that was not parsed whole.
+    pub head_len: usize,
     /// Wire bytes of the whole message, captured or not.
     pub wire_bytes: u64,
     pub first: ChunkMeta,
@@ -416,6 +419,7 @@ impl Parser {
             body_len,
         );
         message.last_timestamp_ns = meta.timestamp_ns;
+        message.head_len = head.len().min(message.raw.len());
         match body {
             Body::Length(0) => {
                 sink.message(message);
@@ -541,6 +545,7 @@ impl Parser {
             body_len: 0,
             body_truncated: false,
             raw,
+            head_len: 0,
             wire_bytes: head.len() as u64,
             first: self.head_meta,
             last_timestamp_ns: self.head_meta.timestamp_ns,

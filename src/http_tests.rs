@@ -532,3 +532,27 @@ fn head_end_is_the_first_blank_line_from_near_where_the_search_resumes() {
     }
     assert!(checked > 50_000, "{checked}");
 }
+
+/// `head_len` covers only a head parsed whole, and never more than `raw` holds: the
+/// bytes it covers are not searched again for fields to redact.
+#[test]
+fn head_len_is_the_parsed_head_within_the_raw_payload() {
+    let mut c = Conn::new(Limits {
+        max_raw: 20,
+        ..Limits::default()
+    });
+    c.req(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    c.req(b"GET /cut HTTP/1.1\r\nHost: h\r\nX-Long: 0123456789\r\n\r\n");
+    c.req(b"GET /partial HTTP/1.1\r\nCookie: a");
+    c.close();
+    let msgs = c.messages();
+    assert_eq!(msgs.len(), 3);
+    assert_eq!((msgs[0].head_len, msgs[0].raw.len()), (20, 20));
+    assert_eq!((msgs[1].head_len, msgs[1].raw.len()), (20, 20));
+    assert_eq!(msgs[2].incomplete, Some(Incomplete::Closed));
+    assert_eq!(msgs[2].head_len, 0);
+
+    let mut c = Conn::new(Limits::default());
+    c.req(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(c.messages()[0].head_len, 27);
+}

@@ -115,6 +115,7 @@ mod tests {
                     body_len: 5,
                     body_truncated: false,
                     raw: vec![],
+                    head_len: 0,
                     wire_bytes: 50,
                     first: ChunkMeta {
                         timestamp_ns: 0,

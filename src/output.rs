@@ -358,7 +358,11 @@ fn with_line<R>(
     let (body, body_encoding) = text_or_base64(&m.body);
     let redacted_raw;
     let (raw_payload, raw_payload_encoding) = if format.with_raw {
-        redacted_raw = format.redact.raw(&m.raw);
+        // The head's lines are the parsed fields: when none is a redacted one, only what
+        // follows the head is searched for lines to hide.
+        let hidden_field = m.headers.iter().any(|(name, _)| format.redact.hides(name));
+        let checked = if hidden_field { 0 } else { m.head_len };
+        redacted_raw = format.redact.raw_after(&m.raw, checked);
         let (raw, enc) = text_or_base64(&redacted_raw);
         (Some(raw), enc)
     } else {
@@ -529,6 +533,7 @@ mod tests {
                         ],
                         trailers: vec![("T\u{1}".into(), "\u{0}".into())],
                         raw: body.clone(),
+                        head_len: 0,
                         body,
                         body_len: 42,
                         body_truncated: true,
@@ -634,6 +639,7 @@ mod tests {
                     headers: Vec::new(),
                     trailers: Vec::new(),
                     raw: Vec::new(),
+                    head_len: 0,
                     body: Vec::new(),
                     body_len: 0,
                     body_truncated: false,
@@ -708,5 +714,76 @@ mod tests {
             text_or_base64(&[0xff, 0x00]),
             (Cow::Owned("/wA=".to_string()), Some("base64"))
         );
+    }
+    /// Messages as the parser makes them: the head's fields are hidden in `raw_payload`
+    /// whether or not the head is searched again, and field lines after the head are
+    /// hidden though the parsed head holds none.
+    #[test]
+    fn raw_payload_hides_fields_of_the_head_and_field_lines_after_it() {
+        use crate::{
+            http::{ChunkMeta, Limits, Parser},
+            pairing::Pairing,
+            tracker::Endpoints,
+        };
+        let cases: [(&[u8], usize, &str); 4] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\n\r\n",
+                40,
+                "GET / HTTP/1.1\r\nHost: h\r\nCookie: [REDACTED]\r\n\r\n",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\nX-Cookie: a=1\r\n\r\n",
+                42,
+                "GET / HTTP/1.1\r\nHost: h\r\nX-Cookie: a=1\r\n\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 15\r\n\r\nCookie: a=1\r\n\r\n",
+                39,
+                "POST / HTTP/1.1\r\nContent-Length: 15\r\n\r\nCookie: [REDACTED]\r\n\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nSet-Cookie: t\r\n\r\n",
+                47,
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nSet-Cookie: [REDACTED]\r\n\r\n",
+            ),
+        ];
+        let format = Format {
+            with_raw: true,
+            redact: Redactor::new::<&str>(&[]),
+        };
+        for (bytes, head_len, want) in cases {
+            let (mut parser, mut pairing, mut out) = (
+                Parser::new(Limits::default()),
+                Pairing::default(),
+                Vec::new(),
+            );
+            let meta = ChunkMeta {
+                timestamp_ns: 1,
+                tgid: 7,
+                tid: 7,
+            };
+            parser.feed(bytes, meta, &mut pairing.sink(&mut out));
+            let paired = out.pop().expect("one message");
+            assert_eq!(paired.message.head_len, head_len);
+            let e = Emitted {
+                paired,
+                direction: 0,
+                conn_id: 1,
+                endpoints: Endpoints {
+                    local: "127.0.0.1".parse().unwrap(),
+                    local_port: 80,
+                    remote: "127.0.0.1".parse().unwrap(),
+                    remote_port: 40000,
+                },
+            };
+            let line = render(
+                &e,
+                &ProcessCache::default(),
+                &WallClock::from_offset(0),
+                &format,
+            );
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(line["raw_payload"], want);
+        }
     }
 }

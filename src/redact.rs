@@ -74,12 +74,19 @@ impl Redactor {
     /// value was cut by the `raw_payload` limit is still replaced, and lines that continue
     /// it (obsolete line folding) go with it.
     pub fn raw<'a>(&self, raw: &'a [u8]) -> Cow<'a, [u8]> {
+        self.raw_after(raw, 0)
+    }
+
+    /// As `raw`, for wire bytes whose first `checked` bytes end a line and hold none to
+    /// hide: a head whose parsed fields include no redacted name (`Message::head_len`)
+    /// is not searched a second time; the lines after it (body, trailers) still are.
+    pub fn raw_after<'a>(&self, raw: &'a [u8], checked: usize) -> Cow<'a, [u8]> {
         if !self.is_active() {
             return Cow::Borrowed(raw);
         }
         let mut out: Option<Vec<u8>> = None;
         let mut hiding = false;
-        let mut start = 0;
+        let mut start = checked.min(raw.len());
         while start < raw.len() {
             let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i + 1);
             let line = &raw[start..end];
@@ -244,5 +251,17 @@ mod tests {
             Redactor::none().raw(b"Cookie: a\r\n"),
             Cow::Borrowed(_)
         ));
+    }
+    #[test]
+    fn lines_after_a_checked_head_are_still_searched() {
+        let r = Redactor::new::<&str>(&[]);
+        let raw = b"GET / HTTP/1.1\r\nCookie: a\r\n\r\nCookie: b\r\n";
+        // The first 28 bytes are taken as checked: only the line after them is hidden.
+        assert_eq!(
+            String::from_utf8(r.raw_after(raw, 28).into_owned()).unwrap(),
+            "GET / HTTP/1.1\r\nCookie: a\r\n\r\nCookie: [REDACTED]\r\n"
+        );
+        assert!(matches!(r.raw_after(raw, raw.len() + 1), Cow::Borrowed(_)));
+        assert_eq!(r.raw_after(raw, 0), r.raw(raw));
     }
 }
