@@ -356,11 +356,14 @@ fn with_line<R>(
         }
     };
     let (body, body_encoding) = text_or_base64(&m.body);
+    // Whether any field of the head is one to hide: asked once, here, for the header
+    // object and the raw payload both.
+    let hidden_field = m.headers.iter().any(|(name, _)| format.redact.hides(name));
+    static NO_REDACTION: Redactor = Redactor::none();
     let redacted_raw;
     let (raw_payload, raw_payload_encoding) = if format.with_raw {
         // The head's lines are the parsed fields: when none is a redacted one, only what
         // follows the head is searched for lines to hide.
-        let hidden_field = m.headers.iter().any(|(name, _)| format.redact.hides(name));
         let checked = if hidden_field { 0 } else { m.head_len };
         redacted_raw = format.redact.raw_after(&m.raw, checked);
         let (raw, enc) = text_or_base64(&redacted_raw);
@@ -385,7 +388,14 @@ fn with_line<R>(
         url,
         status_code: status,
         reason,
-        headers: HeaderObject(&m.headers, &format.redact),
+        headers: HeaderObject(
+            &m.headers,
+            if hidden_field {
+                &format.redact
+            } else {
+                &NO_REDACTION
+            },
+        ),
         trailers: HeaderObject(&m.trailers, &format.redact),
         body,
         body_encoding,

@@ -52,8 +52,8 @@ impl Redactor {
     }
 
     /// Redacts nothing (`--no-redact`).
-    pub fn none() -> Self {
-        Self::default()
+    pub const fn none() -> Self {
+        Self { names: Vec::new() }
     }
 
     pub fn is_active(&self) -> bool {
