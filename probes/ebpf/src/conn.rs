@@ -31,8 +31,10 @@ pub struct ConnState {
     pub local_port: u16,
     pub remote_port: u16,
     pub _pad: u16,
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    /// Addresses as the 16 bytes of `DataHeader::local_addr`, held in two words so that
+    /// they are copied into each record by two stores (see `emit::put_addresses`).
+    pub local_addr: [u64; 2],
+    pub remote_addr: [u64; 2],
     /// The thread whose name went out last with this connection's records: the next
     /// record of the same thread goes without it (see `DataHeader::comm`).
     pub comm_tid: u32,
@@ -51,9 +53,22 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
     }
     let o = config!(offsets);
     let family: u16 = read(sock, o.sk_family)?;
-    let mut state = ConnState {
-        send_pos: 0,
-        recv_pos: 0,
+    let (local_addr, remote_addr) = if family == AF_INET {
+        // An IPv4 address goes in the first four bytes: the low half of the first word,
+        // on these little-endian targets.
+        let l: u32 = read(sock, o.sk_rcv_saddr)?;
+        let r: u32 = read(sock, o.sk_daddr)?;
+        ([l.into(), 0], [r.into(), 0])
+    } else {
+        (read(sock, o.sk_v6_rcv_saddr)?, read(sock, o.sk_v6_daddr)?)
+    };
+    // Zero through a volatile read: two zero words side by side become a call to the
+    // byte-at-a-time memset otherwise (see `emit::write_words`).
+    // SAFETY: a read of a local.
+    let zero = unsafe { core::ptr::read_volatile(&0u64) };
+    let state = ConnState {
+        send_pos: zero,
+        recv_pos: zero,
         // SAFETY: the helper has no preconditions. Microseconds tell apart two connections
         // that reuse one kernel object.
         generation: (unsafe { bpf_ktime_get_ns() } >> 10) as u32,
@@ -62,20 +77,11 @@ pub fn open_conn(sock: u64, class: ConnClass) -> Option<u32> {
         local_port,
         remote_port,
         _pad: 0,
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
+        local_addr,
+        remote_addr,
         comm_tid: 0,
         _pad2: 0,
     };
-    if family == AF_INET {
-        let l: [u8; 4] = read(sock, o.sk_rcv_saddr)?;
-        let r: [u8; 4] = read(sock, o.sk_daddr)?;
-        state.local_addr[..4].copy_from_slice(&l);
-        state.remote_addr[..4].copy_from_slice(&r);
-    } else {
-        state.local_addr = read(sock, o.sk_v6_rcv_saddr)?;
-        state.remote_addr = read(sock, o.sk_v6_daddr)?;
-    }
     CONNS.insert(sock, state, 0).ok()?;
     Some(state.generation)
 }

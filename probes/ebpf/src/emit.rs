@@ -4,11 +4,13 @@ use aya_ebpf::programs::TracePointContext;
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
-    generated::bpf_probe_read_user as probe_read_user_raw,
+    generated::{
+        bpf_get_current_comm as get_current_comm_raw, bpf_probe_read_user as probe_read_user_raw,
+    },
 };
 use http_profiler_common::{
-    ArgKind, CHUNK_BYTES, CloseRecord, DataHeader, DataRecord, ExecRecord, FLAG_LAST_CHUNK,
-    FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
+    ArgKind, CHUNK_BYTES, COMM_LEN, CloseRecord, DataHeader, DataRecord, ExecRecord,
+    FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE, MAX_BYTES_PER_SYSCALL, MAX_IOVECS,
     OMITTED_SENDFILE, RecordKind, SavedArgs, counter, looks_like_http,
 };
 
@@ -156,6 +158,61 @@ fn head_bytes(base: u64, n: u64) -> [u8; 4] {
     head
 }
 
+// The header's 16-byte fields are written as two 8-byte words: LLVM turns a copy of a
+// [u8; 16] (or its zeroing, or zero stores side by side) into a call to a byte-at-a-time
+// memmove (memset) subprogram, a dozen instructions per byte, and every record copies two
+// addresses and a name.
+const _: () = assert!(
+    core::mem::align_of::<DataHeader>() >= 8
+        && core::mem::offset_of!(DataHeader, local_addr) % 8 == 0
+        && core::mem::offset_of!(DataHeader, remote_addr) % 8 == 0
+        && core::mem::offset_of!(DataHeader, comm) % 8 == 0
+        && COMM_LEN == 16
+);
+
+/// The connection's addresses into the header, two words each.
+#[inline(always)]
+fn put_addresses(h: &mut DataHeader, conn: &ConnState) {
+    // SAFETY: both fields are 16 bytes at 8-aligned offsets of an 8-aligned struct
+    // (asserted above).
+    unsafe {
+        write_words(
+            core::ptr::addr_of_mut!(h.local_addr).cast(),
+            conn.local_addr,
+        );
+        write_words(
+            core::ptr::addr_of_mut!(h.remote_addr).cast(),
+            conn.remote_addr,
+        );
+    }
+}
+
+/// An all-zero name: the record goes without one.
+#[inline(always)]
+fn clear_comm(h: &mut DataHeader) {
+    // SAFETY: as in `put_addresses`.
+    unsafe { write_words(core::ptr::addr_of_mut!(h.comm).cast(), [0; 2]) };
+}
+
+/// # Safety
+/// `dst` must be valid for 16 bytes of writes and 8-aligned.
+#[inline(always)]
+unsafe fn write_words(dst: *mut u64, words: [u64; 2]) {
+    // Volatile: two zero words would otherwise be merged back into a memset call.
+    // SAFETY: per the contract.
+    unsafe {
+        dst.write_volatile(words[0]);
+        dst.add(1).write_volatile(words[1]);
+    }
+}
+
+/// One store of `value`, never merged with its neighbours into a memset call.
+#[inline(always)]
+fn store(field: &mut u64, value: u64) {
+    // SAFETY: a reference is valid and aligned for a write.
+    unsafe { core::ptr::write_volatile(field, value) };
+}
+
 /// Emits the records for a data syscall that moved `moved` bytes on `sock`, whose state
 /// is `conn`; `args` names the fd and direction it moved them on.
 #[inline(always)]
@@ -206,19 +263,20 @@ pub fn data(
     h.family = conn.family;
     h.local_port = conn.local_port;
     h.remote_port = conn.remote_port;
-    h.local_addr = conn.local_addr;
-    h.remote_addr = conn.remote_addr;
+    put_addresses(h, conn);
     // The name goes with a thread's first record on this connection only. A record that
     // carried it and was dropped sends it again with the next (only on this path: a
     // syscall copied in rounds that loses its first record loses the name, and userspace
     // reads it from /proc).
     let named = conn.comm_tid != h.tid;
-    h.comm = if named {
+    if named {
         conn.comm_tid = h.tid;
-        bpf_get_current_comm().unwrap_or([0; 16])
+        // SAFETY: `comm` is COMM_LEN writable bytes; the helper writes the name there,
+        // zero-padded, or zeroes them on failure.
+        unsafe { get_current_comm_raw(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
     } else {
-        [0; 16]
-    };
+        clear_comm(h);
+    }
 
     if omitted {
         rec.header.stream_pos = pos;
@@ -261,16 +319,18 @@ pub fn data(
     };
     // SAFETY: the per-CPU value is ours for this program run and the tail calls it makes.
     let cur = unsafe { &mut *cur };
-    cur.seg_base = seg.first_base;
-    cur.seg_left = seg.first_len;
-    cur.iov = seg.iov;
+    store(&mut cur.seg_base, seg.first_base);
+    store(&mut cur.seg_left, seg.first_len);
+    store(&mut cur.iov, seg.iov);
     cur.iov_count = if seg.iov_count < MAX_IOVECS as u64 {
         seg.iov_count
     } else {
         MAX_IOVECS as u64
     };
-    cur.next_iov = 0;
-    cur.done = 0;
+    // Zeros stored one by one (`store`): side by side, LLVM merges them into a call to
+    // the byte-at-a-time memset (see `write_words`).
+    store(&mut cur.next_iov, 0);
+    store(&mut cur.done, 0);
     cur.limit = if moved < MAX_BYTES_PER_SYSCALL {
         moved
     } else {
@@ -278,8 +338,8 @@ pub fn data(
     };
     cur.moved = moved;
     cur.pos = pos;
-    cur.fill = 0;
-    cur.record_start = 0;
+    store(&mut cur.fill, 0);
+    store(&mut cur.record_start, 0);
     // SAFETY: ctx is this program's context; the slot holds copy_chunks (set by userspace).
     unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
     // Only reached when the tail call failed: nothing of this syscall was copied.

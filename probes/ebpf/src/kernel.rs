@@ -2,7 +2,8 @@
 //! Every struct offset comes from userspace (the running kernel's BTF) through `CONFIG`.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_probe_read_kernel, generated::bpf_get_current_task,
+    bpf_probe_read_kernel,
+    generated::{bpf_get_current_comm, bpf_get_current_task},
 };
 use http_profiler_common::{
     FDTABLE_HEAD_BYTES, FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig,
@@ -82,8 +83,16 @@ pub fn comm_selected() -> bool {
     if config!(comm_filter) == 0 {
         return true;
     }
-    let Ok(comm) = bpf_get_current_comm() else {
-        return false;
+    // Read into an uninitialised buffer: zeroing one first (as the helper's wrapper does)
+    // costs a call to a byte-at-a-time memset, on every syscall of every process.
+    let mut comm = core::mem::MaybeUninit::<[u8; 16]>::uninit();
+    // SAFETY: the buffer has room for 16 bytes; the helper writes all of them (the name,
+    // zero-padded, or zeroes on failure).
+    let comm = unsafe {
+        if bpf_get_current_comm(comm.as_mut_ptr().cast(), 16) != 0 {
+            return false;
+        }
+        comm.assume_init()
     };
     let mut i = 0;
     while i < comm.len() {
