@@ -186,6 +186,8 @@ struct Pipeline {
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     decode_errors: u64,
+    /// Records of traffic (data and close) read from the ring buffer.
+    traffic_records: u64,
     courtesy: Courtesy,
 }
 
@@ -201,10 +203,11 @@ impl Pipeline {
                 Ok(rec) => {
                     match &rec {
                         Record::Data { header, .. } => {
+                            self.traffic_records += 1;
                             self.procs.observe(header.tgid, &header.comm)
                         }
                         Record::Exec(exec) => self.procs.exec(exec.tgid, &exec.comm),
-                        Record::Close(_) => {}
+                        Record::Close(_) => self.traffic_records += 1,
                     }
                     if let Some(ignore) = self.tracker.on_record(&rec, &mut self.emitted) {
                         probes.ignore(ignore);
@@ -329,6 +332,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }),
         emitted: Vec::new(),
         decode_errors: 0,
+        traffic_records: 0,
         courtesy: Courtesy::for_ring(cli.ring_buffer_bytes),
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
@@ -426,7 +430,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
              {} execs of selected processes",
             pipeline.sink.lines(),
             pipeline.sink.describe(),
-            c.records,
+            pipeline.traffic_records,
             c.dropped,
             s.gap_bytes,
             c.not_http,

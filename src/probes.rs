@@ -110,7 +110,6 @@ const ENTER_HOOK_ATTACHMENTS: &[(&str, &[&str])] = &[
 /// Counter totals over all CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub records: u64,
     pub dropped: u64,
     pub not_http: u64,
     pub uncopied_bytes: u64,
@@ -246,7 +245,6 @@ impl Probes {
                 .unwrap_or(0)
         };
         Counters {
-            records: sum(counter::RECORDS),
             dropped: sum(counter::DROPPED),
             not_http: sum(counter::NOT_HTTP),
             uncopied_bytes: sum(counter::UNCOPIED_BYTES),

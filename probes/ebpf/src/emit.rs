@@ -482,10 +482,7 @@ fn output_record(rec: &mut DataRecord, n: u64) -> bool {
         unsafe { core::slice::from_raw_parts((rec as *const DataRecord).cast::<u8>(), len) };
     let urgent = rec.header.stream_pos == 0;
     match EVENTS.output::<[u8]>(bytes, wakeup(len as u64, urgent)) {
-        Ok(()) => {
-            count(counter::RECORDS, 1);
-            true
-        }
+        Ok(()) => true,
         Err(_) => {
             count(counter::DROPPED, 1);
             false
@@ -503,15 +500,21 @@ pub fn exec(pid_tgid: u64) {
         tid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    output_fixed(&rec, counter::EXECS);
+    if output_fixed(&rec) {
+        count(counter::EXECS, 1);
+    }
 }
 
-/// Sends a record of fixed size; counts it under `sent`, or as dropped.
+/// Sends a record of fixed size; whether the ring buffer took it (one it had no room
+/// for is counted as dropped).
 #[inline(always)]
-fn output_fixed<T>(rec: &T, sent: u32) {
+fn output_fixed<T>(rec: &T) -> bool {
     match EVENTS.output::<T>(rec, wakeup(core::mem::size_of::<T>() as u64, false)) {
-        Ok(()) => count(sent, 1),
-        Err(_) => count(counter::DROPPED, 1),
+        Ok(()) => true,
+        Err(_) => {
+            count(counter::DROPPED, 1);
+            false
+        }
     }
 }
 
@@ -539,5 +542,5 @@ pub fn close(sock: u64, fd: i32, pid_tgid: u64) {
         send_end: state.send_pos,
         recv_end: state.recv_pos,
     };
-    output_fixed(&rec, counter::RECORDS);
+    output_fixed(&rec);
 }
