@@ -283,6 +283,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     preflight::raise_memlock();
     let config = setup(probe_config(&cli, layout.offsets))?;
     let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes, source))?;
+    // The loader's own parse of the object and of the kernel's BTF is freed by now too.
+    preflight::release_freed_memory();
     for tp in &probes.missing {
         let lost = if tp.contains("exec") {
             "a process that execs keeps its old name and command line on the connections it kept open"

@@ -190,3 +190,15 @@ def test_the_profiler_runs_as_a_batch_task_that_does_not_preempt_services(start_
     policies = scheduling_policies(profiler.proc.pid)
     profiler.stop()
     assert policies and all(p == SCHED_BATCH for p in policies.values()), policies
+
+
+def test_memory_freed_after_loading_the_probes_goes_back_to_the_system(start_profiler):
+    # Parsing the kernel's BTF and the probe object takes tens of MiB of heap that are
+    # freed once the probes are loaded; the allocator keeps such pages unless told to
+    # return them, and the profiler would hold them, resident, for its whole run (52.6 MiB
+    # at rest against 39.8 here when it did).
+    profiler = start_profiler()
+    time.sleep(0.5)
+    rss, peak = rss_kib(profiler.proc.pid), peak_rss_kib(profiler.proc.pid)
+    profiler.stop()
+    assert peak - rss >= 5 * 1024, f"resident {rss} KiB at rest, {peak} KiB at the peak of start-up"
