@@ -365,7 +365,7 @@ fn with_line<R>(
         // The head's lines are the parsed fields: when none is a redacted one, only what
         // follows the head is searched for lines to hide.
         let checked = if hidden_field { 0 } else { m.head_len };
-        redacted_raw = format.redact.raw_after(&m.raw, checked);
+        redacted_raw = format.redact.raw(&m.raw, checked);
         let (raw, enc) = text_or_base64(&redacted_raw);
         (Some(raw), enc)
     } else {
@@ -725,6 +725,7 @@ mod tests {
             (Cow::Owned("/wA=".to_string()), Some("base64"))
         );
     }
+
     /// Messages as the parser makes them: the head's fields are hidden in `raw_payload`
     /// whether or not the head is searched again, and field lines after the head are
     /// hidden though the parsed head holds none.
