@@ -130,6 +130,11 @@ pub struct Probes {
     pub source: ArgumentSource,
 }
 
+/// The probes' object file, built by build.rs (empty when built with AYA_BUILD_SKIP=1).
+fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-profiler-probes"))
+}
+
 impl Probes {
     /// Loads and attaches everything; returns the probes and the ring buffer to read.
     pub fn load(
@@ -137,7 +142,7 @@ impl Probes {
         ring_bytes: u32,
         source: ArgumentSource,
     ) -> anyhow::Result<(Self, RingBuf<MapData>)> {
-        let object = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-profiler-probes"));
+        let object = object();
         anyhow::ensure!(
             !object.is_empty(),
             "this binary was built with AYA_BUILD_SKIP=1 and holds no probes: rebuild it without AYA_BUILD_SKIP"
@@ -344,5 +349,76 @@ fn explain(e: anyhow::Error) -> anyhow::Error {
         e.context("tracefs is not mounted: run `mount -t tracefs nodev /sys/kernel/tracing`")
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+
+    /// LLVM turns copies and zeroing of small arrays into calls to memset/memmove/memcpy
+    /// subprograms that move one byte per iteration: up to 11 of them in one data program
+    /// cost ~10% of the probes' time per exchange. Programs that run on every syscall
+    /// must not call them; these two run once per exec of a selected process and once
+    /// per connect on kernels before 5.15.
+    const MAY_CALL_MEMORY_SUBPROGRAMS: [&str; 2] = ["exit_exec", "enter_connect"];
+    const MEMORY_SUBPROGRAMS: [&str; 5] = ["memset", "memmove", "memcpy", "memcmp", "bcmp"];
+
+    /// Each program of the object -> the memory subprograms its code calls.
+    fn memory_calls(elf: &[u8]) -> BTreeMap<String, Vec<String>> {
+        let file = object::File::parse(elf).expect("the probes' object is an ELF file");
+        let mut calls = BTreeMap::<String, Vec<String>>::new();
+        for section in file.sections() {
+            let programs: Vec<_> = file
+                .symbols()
+                .filter(|s| s.kind() == object::SymbolKind::Text)
+                .filter(|s| s.section_index() == Some(section.index()) && s.size() > 0)
+                .collect();
+            for (offset, reloc) in section.relocations() {
+                let RelocationTarget::Symbol(target) = reloc.target() else {
+                    continue;
+                };
+                let target = file.symbol_by_index(target).unwrap().name().unwrap();
+                if !MEMORY_SUBPROGRAMS.contains(&target) {
+                    continue;
+                }
+                let caller = programs
+                    .iter()
+                    .find(|p| (p.address()..p.address() + p.size()).contains(&offset))
+                    .map_or("?", |p| p.name().unwrap());
+                calls
+                    .entry(caller.to_string())
+                    .or_default()
+                    .push(target.to_string());
+            }
+        }
+        calls
+    }
+
+    #[test]
+    fn programs_on_every_syscall_call_no_byte_at_a_time_memory_subprogram() {
+        let object = super::object();
+        assert!(
+            !object.is_empty(),
+            "built with AYA_BUILD_SKIP=1: the probes are not here to check"
+        );
+        let calls = memory_calls(object);
+        // The check sees calls where there are some.
+        for allowed in MAY_CALL_MEMORY_SUBPROGRAMS {
+            assert!(
+                calls.contains_key(allowed),
+                "{allowed} no longer calls memset: take it off the list ({calls:?})"
+            );
+        }
+        let offending: Vec<_> = calls
+            .iter()
+            .filter(|(program, _)| !MAY_CALL_MEMORY_SUBPROGRAMS.contains(&program.as_str()))
+            .collect();
+        assert!(
+            offending.is_empty(),
+            "programs calling memory subprograms: {offending:?} (store words instead, see emit.rs)"
+        );
     }
 }
