@@ -79,9 +79,16 @@ class Observer:
     """A started observer. `pid` is None for the baseline."""
 
     pid = None
+    proc = None
 
     def finish(self):
         return {}
+
+    def stop(self):
+        """Ends the observer without reading its figures: the benchmark is stopping."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Baseline(Observer):

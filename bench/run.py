@@ -14,11 +14,13 @@ BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
 full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
 
+import contextlib
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,19 +71,41 @@ def settle(pid, timeout=60):
         last = now
 
 
+@contextlib.contextmanager
+def observing(mode, target, workdir, idle_pid):
+    """The observer of `mode`, stopped if the run ends in an error or a signal (the
+    normal end reads its figures through `finish`)."""
+    obs = observers.start(mode, target, workdir, idle_pid)
+    try:
+        yield obs
+    except BaseException:
+        obs.stop()
+        raise
+
+
+def stop_on_signals():
+    """SIGTERM and SIGHUP end the benchmark as Ctrl-C does: through the blocks that stop
+    the services, load generators and observers it started, none of which is left
+    running."""
+    def stop(signum, _frame):
+        raise SystemExit(f"bench: stopped by {signal.Signals(signum).name}")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop)
+
+
 def measure(target, mode, workdir, idle_pid, load, bpf):
     """One run of one mode under one load; returns its figures."""
-    obs = observers.start(mode, target, workdir, idle_pid)
-    loadavg = os.getloadavg()[0]
-    cpu0 = observers.cpu_seconds(obs.pid) if obs.pid else 0.0
-    profiler = isinstance(obs, observers.Profiler)
-    bpf0 = bpfstats.snapshot(obs.pid) if bpf and profiler else None
-    result = load()
-    if obs.pid:
-        settle(obs.pid)
-    cpu = observers.cpu_seconds(obs.pid) - cpu0 if obs.pid else None
-    bpf_runs = bpfstats.delta(bpf0, bpfstats.snapshot(obs.pid)) if bpf0 is not None else None
-    result.update(obs.finish())
+    with observing(mode, target, workdir, idle_pid) as obs:
+        loadavg = os.getloadavg()[0]
+        cpu0 = observers.cpu_seconds(obs.pid) if obs.pid else 0.0
+        profiler = isinstance(obs, observers.Profiler)
+        bpf0 = bpfstats.snapshot(obs.pid) if bpf and profiler else None
+        result = load()
+        if obs.pid:
+            settle(obs.pid)
+        cpu = observers.cpu_seconds(obs.pid) - cpu0 if obs.pid else None
+        bpf_runs = bpfstats.delta(bpf0, bpfstats.snapshot(obs.pid)) if bpf0 is not None else None
+        result.update(obs.finish())
     result.update(target=target.name, mode=mode, loadavg=loadavg, cpu_seconds=cpu)
     if bpf_runs is not None:
         result["bpf_ns"] = sum(t for t, _ in bpf_runs.values())
@@ -91,12 +115,12 @@ def measure(target, mode, workdir, idle_pid, load, bpf):
 
 def idle_cost(target, workdir, idle_pid, seconds):
     """What the profiler costs while the service it watches is idle: CPU and wakeups."""
-    obs = observers.start("full", target, workdir, idle_pid)
-    time.sleep(1)
-    cpu0, woke0 = observers.cpu_seconds(obs.pid), observers.wakeups(obs.pid)
-    time.sleep(seconds)
-    cpu, woke = observers.cpu_seconds(obs.pid) - cpu0, observers.wakeups(obs.pid) - woke0
-    obs.finish()
+    with observing("full", target, workdir, idle_pid) as obs:
+        time.sleep(1)
+        cpu0, woke0 = observers.cpu_seconds(obs.pid), observers.wakeups(obs.pid)
+        time.sleep(seconds)
+        cpu, woke = observers.cpu_seconds(obs.pid) - cpu0, observers.wakeups(obs.pid) - woke0
+        obs.finish()
     return {"seconds": seconds, "millicores": cpu * 1000 / seconds, "wakeups_per_second": woke / seconds}
 
 
@@ -171,9 +195,14 @@ def syscall_cost(workdir, idle_pid, runs):
         for mode in rotated(MODES, run):
             print(f"bench: syscall cost, round {run + 1} of {runs}: {mode}", flush=True)
             loop = SyscallLoop(binary)
-            obs = observers.start(mode, loop, workdir, idle_pid)
-            figures = loop.measure()
-            figures.update(obs.finish(), mode=mode, run=run)
+            try:
+                with observing(mode, loop, workdir, idle_pid) as obs:
+                    figures = loop.measure()
+                    figures.update(obs.finish(), mode=mode, run=run)
+            finally:
+                if loop.proc.poll() is None:
+                    loop.proc.kill()
+                    loop.proc.wait()
             results.append(figures)
     return results
 
@@ -221,6 +250,7 @@ def mitigations():
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
+    stop_on_signals()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     raw_path = HERE / "results" / f"{stamp}.json"
     meta = {
