@@ -356,15 +356,17 @@ fn with_line<R>(
         }
     };
     let (body, body_encoding) = text_or_base64(&m.body);
-    // Whether any field of the head is one to hide: asked once, here, for the header
-    // object and the raw payload both.
-    let hidden_field = m.headers.iter().any(|(name, _)| format.redact.hides(name));
+    // With a raw payload, whether the head has a field to hide is asked once, here, for
+    // the header object and the raw payload both; without one, the header object asks
+    // of each name it writes, which costs less than asking of every field first.
+    let head_is_clean =
+        format.with_raw && !m.headers.iter().any(|(name, _)| format.redact.hides(name));
     static NO_REDACTION: Redactor = Redactor::none();
     let redacted_raw;
     let (raw_payload, raw_payload_encoding) = if format.with_raw {
         // The head's lines are the parsed fields: when none is a redacted one, only what
         // follows the head is searched for lines to hide.
-        let checked = if hidden_field { 0 } else { m.head_len };
+        let checked = if head_is_clean { m.head_len } else { 0 };
         redacted_raw = format.redact.raw(&m.raw, checked);
         let (raw, enc) = text_or_base64(&redacted_raw);
         (Some(raw), enc)
@@ -390,10 +392,10 @@ fn with_line<R>(
         reason,
         headers: HeaderObject(
             &m.headers,
-            if hidden_field {
-                &format.redact
-            } else {
+            if head_is_clean {
                 &NO_REDACTION
+            } else {
+                &format.redact
             },
         ),
         trailers: HeaderObject(&m.trailers, &format.redact),
