@@ -789,14 +789,32 @@ mod tests {
                     remote_port: 40000,
                 },
             };
-            let line = render(
-                &e,
-                &ProcessCache::default(),
-                &WallClock::from_offset(0),
-                &format,
-            );
-            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(line["raw_payload"], want);
+            for with_raw in [true, false] {
+                let format = Format {
+                    with_raw,
+                    ..format.clone()
+                };
+                let line = render(
+                    &e,
+                    &ProcessCache::default(),
+                    &WallClock::from_offset(0),
+                    &format,
+                );
+                let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if with_raw {
+                    assert_eq!(line["raw_payload"], want);
+                } else {
+                    assert!(line.get("raw_payload").is_none());
+                }
+                // The header object hides the same fields with a raw payload or without.
+                let headers = &line["headers"];
+                if bytes.starts_with(b"GET / HTTP/1.1\r\nHost: h\r\nCookie") {
+                    assert_eq!(headers["Cookie"], REDACTED, "{line}");
+                } else {
+                    assert!(headers.get("Cookie").is_none(), "{line}");
+                }
+                assert_ne!(headers["Host"], REDACTED);
+            }
         }
     }
 }
