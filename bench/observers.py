@@ -20,7 +20,12 @@ MODES = ["baseline", "hooks-only", "full", "tcpdump"]
 # user watching one service does: every TCP syscall of the host that moves bytes walks
 # from its fd to the socket to read the ports (before Linux 5.15, every one, at entry), so
 # it costs more than hooks-only's pid check.
-COMPARE_MODES = MODES + ["other-port", "full-before"]
+# Where full capture's CPU goes: "full-null" writes the lines to /dev/null (the profiler's
+# own work, without the kernel storing its output: on a VM that hands freed memory back to
+# its host, each new page of a growing file faults on the host when first written), and
+# "full-no-raw" runs with --no-raw-payload (lines of about half the bytes).
+COMPARE_MODES = MODES + ["other-port", "full-before", "full-no-raw", "full-null"]
+DEV_NULL = Path("/dev/null")
 UNUSED_PORT = 1
 
 
@@ -54,6 +59,14 @@ def _schedstat_sum(pid, field):
         except (OSError, ValueError, IndexError):
             continue
     return total if found else None
+
+
+def file_bytes(path):
+    """Size of an output file, 0 when none was written."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def peak_rss_kib(pid):
@@ -100,10 +113,12 @@ class Profiler(Observer):
         r"(\d+) messages written .*ring buffer: (\d+) records, (\d+) dropped; (\d+) bytes not captured; "
         r".* (\d+) connections evicted from a full table")
 
-    def __init__(self, workdir, args, binary=PROFILER):
-        self.output = workdir / "capture.jsonl"
+    def __init__(self, workdir, args, binary=PROFILER, output=None):
+        self.output = output or workdir / "capture.jsonl"
         self.stderr_path = workdir / "profiler.stderr"
-        self.output.unlink(missing_ok=True)
+        self.to_file = self.output != DEV_NULL
+        if self.to_file:
+            self.output.unlink(missing_ok=True)
         with open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(
                 [str(binary), "--output", str(self.output), *args],
@@ -120,10 +135,13 @@ class Profiler(Observer):
         if self.proc.returncode != 0 or not m:
             raise RuntimeError(f"http-profiler failed ({self.proc.returncode}): {text}")
         messages, records, dropped, gap_bytes, evicted = map(int, m.groups())
-        captured = self.complete_responses()
-        self.output.unlink(missing_ok=True)
-        return {"rss_kib": rss, "messages": messages, "records": records, "drops": dropped,
-                "gap_bytes": gap_bytes, "evicted": evicted, "captured": captured}
+        figures = {"rss_kib": rss, "messages": messages, "records": records, "drops": dropped,
+                   "gap_bytes": gap_bytes, "evicted": evicted}
+        if self.to_file:
+            # Lines sent to /dev/null cannot be read back: no completeness, no size.
+            figures.update(captured=self.complete_responses(), output_bytes=file_bytes(self.output))
+            self.output.unlink(missing_ok=True)
+        return figures
 
     def complete_responses(self):
         """Responses the service sent that were written whole (not cut short, no gap):
@@ -155,8 +173,10 @@ class Tcpdump(Observer):
         self.proc.wait(timeout=60)
         text = self.stderr_path.read_text(errors="replace")
         dropped = re.search(r"(\d+) packets? dropped by kernel", text)
+        size = file_bytes(self.file)
         self.file.unlink(missing_ok=True)
-        return {"rss_kib": rss, "drops": int(dropped.group(1)) if dropped else None}
+        return {"rss_kib": rss, "drops": int(dropped.group(1)) if dropped else None,
+                "output_bytes": size}
 
 
 def start(mode, target, workdir, idle_pid):
@@ -168,11 +188,17 @@ def start(mode, target, workdir, idle_pid):
         return Profiler(workdir, ["--pid", str(idle_pid)])
     if mode == "other-port":
         return Profiler(workdir, ["--port", str(UNUSED_PORT)])
-    if mode in ("full", "full-before"):
+    if mode.startswith("full"):
         # The service's own processes, as an agent on its host would see them; the load
         # generator runs here too, but on a real deployment it would be elsewhere.
-        binary = os.environ["BENCH_BEFORE"] if mode == "full-before" else PROFILER
-        return Profiler(workdir, [a for p in pids_of(target.proc) for a in ("--pid", str(p))], binary)
+        selected = [a for p in pids_of(target.proc) for a in ("--pid", str(p))]
+        if mode in ("full", "full-before"):
+            binary = os.environ["BENCH_BEFORE"] if mode == "full-before" else PROFILER
+            return Profiler(workdir, selected, binary)
+        if mode == "full-no-raw":
+            return Profiler(workdir, selected + ["--no-raw-payload"])
+        if mode == "full-null":
+            return Profiler(workdir, selected, output=DEV_NULL)
     if mode == "tcpdump":
         return Tcpdump(workdir, target.port)
     raise ValueError(mode)

@@ -103,6 +103,32 @@ def points(runs):
     return seen
 
 
+def cost_split_lines(runs):
+    """Where full capture's observer CPU goes, from the modes that leave out part of it,
+    and the bytes each observer writes per exchange (no target)."""
+    rates = sorted({r["rate"] for r in runs if r["kind"] == "rate" and r["target"] == "nginx"})
+    lines = []
+    for mode, what in (("full-null", "the lines written to /dev/null"),
+                       ("full-no-raw", "--no-raw-payload")):
+        per_rate = [(q, Figures(runs, "nginx", "rate", q).millicores(mode)) for q in rates]
+        per_rate = [(q, m) for q, m in per_rate if m is not None]
+        if per_rate:
+            lines.append(f"- Observer CPU of full capture with {what} ({mode}; nginx, millicores "
+                         f"per 10k exchanges/s, no target): "
+                         f"{', '.join(f'{m:.1f} at {q}/s' for q, m in per_rate)}.")
+    sizes = []
+    for mode in ("full", "full-no-raw", "tcpdump"):
+        per = [per_request(r, "output_bytes") for r in runs
+               if r["mode"] == mode and r["kind"] == "rate" and r["target"] == "nginx"]
+        per = med(per)
+        if per is not None:
+            sizes.append(f"{mode} {per:.0f}")
+    if sizes:
+        lines.append(f"- Bytes written to the output file per nginx exchange (fixed rates, median): "
+                     f"{', '.join(sizes)} (no target).")
+    return lines
+
+
 def targets_section(runs, meta):
     lines = []
     closed = Figures(runs, "nginx", "closed", None)
@@ -149,6 +175,7 @@ def targets_section(runs, meta):
                 verdict += ", met at the other rates"
         lines.append(f"- Userspace CPU (nginx), millicores per 10k exchanges/s: "
                      f"{', '.join(f'{m:.1f} at {q}/s' for q, m in per_rate)}; target ≤ 50: **{verdict}**.")
+    lines += cost_split_lines(runs)
     soak = Figures(runs, "nginx", "soak", rate)
     if soak.of("full") and soak.base:
         full_runs = soak.of("full")
@@ -292,6 +319,11 @@ def markdown(data):
               if any(r["mode"] == "other-port" for r in runs) else "")
            + ("full-before: as full, by the build BENCH_BEFORE names. "
               if any(r["mode"] == "full-before" for r in runs) else "")
+           + ("full-no-raw: as full, with --no-raw-payload. "
+              if any(r["mode"] == "full-no-raw" for r in runs) else "")
+           + ("full-null: as full, the lines written to /dev/null (the profiler's own work, without "
+              "the kernel storing its output; completeness cannot be read back). "
+              if any(r["mode"] == "full-null" for r in runs) else "")
            + f"tcpdump: `tcpdump -i lo -s 0 -w FILE tcp port PORT` to tmpfs. Observer CPU: "
            f"on-CPU time (the threads' schedstat, in ns) of the profiler or tcpdump from load start until it has caught up. "
            f"Completeness: responses written whole / requests the load generator completed (above 1 "

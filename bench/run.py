@@ -12,7 +12,9 @@ baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_SYSCALL_RUNS (7),
 BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
-full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds)."""
+full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds;
+full-no-raw and full-null split full capture's cost: without the raw payload, and with
+the lines written to /dev/null)."""
 
 import contextlib
 import json
