@@ -53,9 +53,7 @@ def check(target, workdir, count, cap):
     finally:
         for s in socks:
             s.close()
-        if obs.proc.poll() is None:
-            obs.proc.kill()
-            obs.proc.wait()
+        obs.stop()
     return {"connections": count, "cap": cap, "rounds": ROUNDS, "rss_kib_start": start_rss,
             "rss_kib_after_round": rss, "peak_rss_kib": result["rss_kib"],
             "evicted": result["evicted"], "drops": result["drops"],

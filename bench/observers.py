@@ -69,6 +69,13 @@ def file_bytes(path):
         return 0
 
 
+def kill_if_running(proc):
+    """Kills a process the benchmark started, unless it has ended, and reaps it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def peak_rss_kib(pid):
     m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1))
@@ -99,9 +106,8 @@ class Observer:
 
     def stop(self):
         """Ends the observer without reading its figures: the benchmark is stopping."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            kill_if_running(self.proc)
 
 
 class Baseline(Observer):

@@ -202,9 +202,7 @@ def syscall_cost(workdir, idle_pid, runs):
                     figures = loop.measure()
                     figures.update(obs.finish(), mode=mode, run=run)
             finally:
-                if loop.proc.poll() is None:
-                    loop.proc.kill()
-                    loop.proc.wait()
+                observers.kill_if_running(loop.proc)
             results.append(figures)
     return results
 
