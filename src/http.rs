@@ -708,9 +708,21 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
         headers
             .iter()
             .take_while(|h| !h.name.is_empty())
-            .map(|h| (Text::from(h.name), Text::from_utf8_lossy(h.value))),
+            .map(|h| (Text::from(h.name), field_value(h.value))),
     );
     fields
+}
+
+/// A field's value as text, invalid UTF-8 replaced. Values are nearly always ASCII, and
+/// checking for that costs a fraction of a full UTF-8 validation of a short value, which
+/// showed in the reader's profile (about 110 instructions a value).
+fn field_value(value: &[u8]) -> Text {
+    if value.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Text::from(unsafe { std::str::from_utf8_unchecked(value) })
+    } else {
+        Text::from_utf8_lossy(value)
+    }
 }
 
 /// Bytes a list of header fields holds: the list, and its text (`text_held`).

@@ -556,3 +556,18 @@ fn head_len_is_the_parsed_head_within_the_raw_payload() {
     c.req(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(c.messages()[0].head_len, 27);
 }
+
+#[test]
+fn field_values_keep_utf8_and_replace_bytes_that_are_not() {
+    let mut c = Conn::new(Limits::default());
+    c.req("GET / HTTP/1.1\r\nX-Ascii: plain\r\nX-Utf8: caf\u{e9} \u{1F600}\r\nX-Latin1: caf\u{e9}\r\n\r\n".as_bytes());
+    c.req(b"GET / HTTP/1.1\r\nX-Latin1: caf\xe9\r\nX-Cut: \xf0\x9f\x98\r\n\r\n");
+    let msgs = c.messages();
+    let values =
+        |m: &Message| -> Vec<String> { m.headers.iter().map(|(_, v)| v.to_string()).collect() };
+    assert_eq!(
+        values(msgs[0]),
+        ["plain", "caf\u{e9} \u{1F600}", "caf\u{e9}"]
+    );
+    assert_eq!(values(msgs[1]), ["caf\u{FFFD}", "\u{FFFD}"]);
+}
