@@ -404,13 +404,7 @@ fn read_small_piece(rec: &mut DataRecord, off: u64, src: u64, n: u64) -> bool {
         return false;
     }
     // SAFETY: off + n < PACK_BYTES + CHUNK_BYTES - PACK_BYTES, the size of `rec.data`.
-    unsafe {
-        probe_read_user_raw(
-            rec.data.as_mut_ptr().add(off as usize).cast(),
-            n as u32,
-            src as *const core::ffi::c_void,
-        ) == 0
-    }
+    unsafe { read_user_into(rec, off, src, n) }
 }
 
 /// Copies up to CHUNKS_PER_CALL pieces of the syscall described in COPY, then calls
@@ -508,6 +502,18 @@ fn read_piece(rec: &mut DataRecord, fill: u64, src: u64, n: u64) -> bool {
         return false;
     }
     // SAFETY: off + n <= CHUNK_BYTES, the size of `rec.data`.
+    unsafe { read_user_into(rec, off, src, n) }
+}
+
+/// Reads `n` user bytes from `src` into the record's payload at `off`; whether they
+/// could be read.
+///
+/// # Safety
+/// `off + n` must be at most CHUNK_BYTES, bounded where the verifier can see it (the
+/// callers mask and check both just before).
+#[inline(always)]
+unsafe fn read_user_into(rec: &mut DataRecord, off: u64, src: u64, n: u64) -> bool {
+    // SAFETY: per the contract, the destination lies inside `rec.data`.
     unsafe {
         probe_read_user_raw(
             rec.data.as_mut_ptr().add(off as usize).cast(),
