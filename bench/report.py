@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import median
 
 import observers
+import paired
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
@@ -289,6 +290,28 @@ def syscall_section(results):
         table(rows, header)])
 
 
+def paired_section(results):
+    """bench/paired.py: this build and BENCH_BEFORE's attached at once."""
+    s = paired.summary(results)
+    bpf, cpu = s["bpf_ns_per_exchange"], s["cpu_us_per_exchange"]
+    captured = [r[b]["captured"] / r["requests"] for r in results for b in ("this", "before")
+                if r[b]["captured"] is not None]
+    rows = [["BPF ns per exchange", fmt(bpf["this"]), fmt(bpf["before"]), fmt(bpf["ratio"], ".3f"),
+             fmt(bpf["second_position"], ".3f")],
+            ["observer CPU µs per exchange", fmt(cpu["this"], ".2f"), fmt(cpu["before"], ".2f"),
+             fmt(cpu["ratio"], ".3f"), fmt(cpu["second_position"], ".3f")]]
+    return "\n".join([
+        "### This build and BENCH_BEFORE's attached at once (bench/paired.py)", "",
+        f"nginx at {s['rate']}/s (oha), both builds capturing it (--pid), {len(results)} runs, each build "
+        f"attached first in half of them. this / before: per pair of runs (one in each order), the "
+        f"geometric mean of the two runs' ratios, which takes out what the second position does "
+        f"(its programs run on caches the first's have warmed); median over {s['pairs']} pairs. "
+        f"Second position: the factor that position applies, from the same pairs. Medians of the "
+        f"absolute figures mix both positions. Completeness (each build, each run): "
+        f"{fmt(min(captured), '.3f') if captured else '—'} at least.", "",
+        table(rows, ["figure", "this build", "before", "this / before", "second position"])])
+
+
 def machine(meta):
     """The CPU and the kernel's mitigations that weigh on syscalls, when the run recorded them."""
     if "cpu_model" not in meta:
@@ -336,6 +359,8 @@ def markdown(data):
         out += [f"### {target}, {title}", "", table([f.row(m) for m in observers.COMPARE_MODES if f.of(m)]), ""]
     if meta.get("syscall_cost"):
         out += [syscall_section(meta["syscall_cost"]), ""]
+    if meta.get("paired"):
+        out += [paired_section(meta["paired"]), ""]
     soak = [r for r in runs if r["kind"] == "soak"]
     if soak:
         f = Figures(runs, "nginx", "soak", soak[0]["rate"])

@@ -12,8 +12,9 @@ baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_SYSCALL_RUNS (7),
 BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
-full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds;
-full-no-raw and full-null split full capture's cost: without the raw payload, and with
+full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds,
+which then also run attached at once (bench/paired.py; BENCH_PAIRED_RUNS, 6, and
+BENCH_PAIRED_RATE, 20000); full-no-raw and full-null split full capture's cost: without the raw payload, and with
 the lines written to /dev/null)."""
 
 import contextlib
@@ -35,6 +36,7 @@ import bpfstats
 import conns
 import loads
 import observers
+import paired
 import report
 import targets
 
@@ -337,6 +339,10 @@ def main():
                 save()
             if SYSCALL_RUNS > 0:
                 meta["syscall_cost"] = syscall_cost(workdir, idle.pid, SYSCALL_RUNS)
+                save()
+            if nginx and os.environ.get("BENCH_BEFORE") and paired.RUNS > 0:
+                meta["paired"] = paired.run(nginx, workdir, os.environ["BENCH_BEFORE"],
+                                            SECONDS, settle)
                 save()
             print("bench: housekeeping of a full connection table", flush=True)
             meta["housekeeping"] = housekeeping()
