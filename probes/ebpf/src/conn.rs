@@ -4,7 +4,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
-    kernel::{self, AF_INET, config, read},
+    kernel::{self, AF_INET, Task, config, read},
     maps::{CONNS, IGNORED, count, state_get},
 };
 use http_profiler_common::{counter, state};
@@ -100,8 +100,8 @@ pub fn ports_pass(sock: u64) -> bool {
 /// The TCP socket behind `fd` in the current process, when its connection passes the
 /// `--port` filter.
 #[inline(always)]
-pub fn selected_sock_of_fd(fd: i32) -> Option<u64> {
-    kernel::tcp_sock_of_fd(fd).filter(|&sock| ports_pass(sock))
+pub fn selected_sock_of_fd(task: Task, fd: i32) -> Option<u64> {
+    kernel::tcp_sock_of_fd(task, fd).filter(|&sock| ports_pass(sock))
 }
 
 /// For a data syscall that moved bytes on `sock` (which `ports_pass`): the connection's

@@ -163,12 +163,27 @@ pub fn ports_selected(local: u16, remote: u16) -> bool {
     false
 }
 
+/// The current task, where a walk from an fd to its file starts.
+#[derive(Clone, Copy)]
+pub enum Task {
+    /// Reached through `bpf_get_current_task` and read with helper calls: what kernels
+    /// before 5.15 (hooked at entry and exit, `saved`) and the programs both ways load
+    /// can do.
+    Current,
+    /// The task's BTF pointer (`bpf_get_current_task_btf`), which the exits of `regs`
+    /// have anyway. The verifier checks each load from it, and from the pointers read
+    /// through it, against the kernel's own types, with the offsets of `CONFIG` (a
+    /// frozen read-only map, so constants to it): task->files->fdt and the fd table's
+    /// size and array are plain loads instead of three helper calls.
+    Btf(*const u8),
+}
+
 /// The `struct sock` behind `fd` in the current process, if it is a TCP socket over IPv4
 /// or IPv6: task->files->fdt->fd[fd], a file with the socket file operations (is_socket),
 /// ->private_data, a stream socket with TCP's operations (is_tcp), ->sk.
 #[inline(always)]
-pub fn tcp_sock_of_fd(fd: i32) -> Option<u64> {
-    tcp_file_of_fd(fd).map(|(_, sk)| sk)
+pub fn tcp_sock_of_fd(task: Task, fd: i32) -> Option<u64> {
+    tcp_file_of_fd(task, fd).map(|(_, sk)| sk)
 }
 
 /// Whether closing `file` now drops its last reference: a socket shared with a forked
@@ -187,52 +202,98 @@ pub fn last_reference(file: u64) -> bool {
     }
 }
 
-/// Whether `file` is a socket. The kernel tells a socket by its file operations (every
-/// socket file has `socket_file_ops`, and nothing else has them: `sock_from_file`);
-/// their address is in no symbol table the probes can read, so they learn it from the
-/// first file whose inode says it is a socket. From then on a walk reads the pointer,
-/// in the cache line of the file it has just read, instead of the inode's mode, in
-/// another object.
+/// Whether `file` is a socket, and if so its `struct socket`. The kernel tells a socket
+/// by its file operations (every socket file has `socket_file_ops`, and nothing else has
+/// them: `sock_from_file`); their address is in no symbol table the probes can read, so
+/// they learn it from the first file whose inode says it is a socket. From then on a walk
+/// reads the pointer, in the cache line of the file it has just read, instead of the
+/// inode's mode, in another object.
 #[inline(always)]
-fn is_socket(file: u64) -> Option<bool> {
-    let f_op: u64 = read(file, config!(offsets.file_f_op))?;
+fn socket_of_file(file: u64) -> Option<u64> {
+    let (f_op, private_data) = file_ops_and_private_data(file)?;
     let known = state_get(state::SOCKET_FILE_OPS) as u64;
     if known != 0 {
-        return Some(f_op == known);
+        return (f_op == known).then_some(private_data);
     }
     let inode: u64 = read(file, config!(offsets.file_inode))?;
     let mode: u16 = read(inode, config!(offsets.inode_mode))?;
     if mode & S_IFMT != S_IFSOCK {
-        return Some(false);
+        return None;
     }
     state_set(state::SOCKET_FILE_OPS, f_op as i64);
-    Some(true)
+    Some(private_data)
+}
+
+/// A file's operations and private data. Where the second follows the first within a
+/// few words (from Linux 6.12, 16 bytes apart) one helper call reads both.
+#[inline(always)]
+fn file_ops_and_private_data(file: u64) -> Option<(u64, u64)> {
+    let f_op = config!(offsets.file_f_op);
+    let private_data = config!(offsets.file_private_data);
+    let gap = private_data.wrapping_sub(f_op);
+    if gap % 8 == 0 && gap > 0 && gap < 32 {
+        let words: [u64; 4] = read(file, f_op)?;
+        return Some((words[0], head_field(&words, gap, 8)));
+    }
+    Some((read(file, f_op)?, read(file, private_data)?))
+}
+
+/// A load from a BTF pointer at `offset`, checked by the verifier (see `Task::Btf`); a
+/// bad address reads as zero.
+#[inline(always)]
+fn load<T>(base: *const u8, offset: u32) -> T {
+    // SAFETY: the verifier allows the load only at a member of the pointer's type, of
+    // the member's size, and the JIT makes it one that cannot fault.
+    unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
+}
+
+/// The `struct file` at `fd` in the current task's fd table, if any.
+#[inline(always)]
+fn file_of_fd(task: Task, fd: i32) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    let (max_fds, fd_array) = match task {
+        Task::Current => {
+            // SAFETY: the helper returns the current task's address; it is only read
+            // through bpf_probe_read_kernel.
+            let task = unsafe { bpf_get_current_task() };
+            let files: u64 = read(task, config!(offsets.task_files))?;
+            let fdt: u64 = read(files, config!(offsets.files_fdt))?;
+            let head: [u64; FDTABLE_HEAD] = read_head(fdt)?;
+            (
+                head_field(&head, config!(offsets.fdtable_max_fds), 4),
+                head_field(&head, config!(offsets.fdtable_fd), 8),
+            )
+        }
+        Task::Btf(task) => {
+            let files: *const u8 = load(task, config!(offsets.task_files));
+            if files.is_null() {
+                return None;
+            }
+            // An RCU pointer: the verifier wants it checked before it is read through.
+            let fdt: *const u8 = load(files, config!(offsets.files_fdt));
+            if fdt.is_null() {
+                return None;
+            }
+            (
+                load::<u32>(fdt, config!(offsets.fdtable_max_fds)) as u64,
+                load::<u64>(fdt, config!(offsets.fdtable_fd)),
+            )
+        }
+    };
+    if fd as u64 >= max_fds {
+        return None;
+    }
+    let file: u64 = read(fd_array, fd as u32 * 8)?;
+    (file != 0).then_some(file)
 }
 
 /// The `struct file` and `struct sock` behind `fd`, for a TCP socket (see tcp_sock_of_fd).
 #[inline(always)]
-pub fn tcp_file_of_fd(fd: i32) -> Option<(u64, u64)> {
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the helper returns the current task's address; it is only read through
-    // bpf_probe_read_kernel.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, config!(offsets.task_files))?;
-    let fdt: u64 = read(files, config!(offsets.files_fdt))?;
-    let fdt_head: [u64; FDTABLE_HEAD] = read_head(fdt)?;
-    if fd as u64 >= head_field(&fdt_head, config!(offsets.fdtable_max_fds), 4) {
-        return None;
-    }
-    let fd_array = head_field(&fdt_head, config!(offsets.fdtable_fd), 8);
-    let file: u64 = read(fd_array, fd as u32 * 8)?;
-    if file == 0 {
-        return None;
-    }
-    if !is_socket(file)? {
-        return None;
-    }
-    let socket: u64 = read(file, config!(offsets.file_private_data))?;
+pub fn tcp_file_of_fd(task: Task, fd: i32) -> Option<(u64, u64)> {
+    let file = file_of_fd(task, fd)?;
+    let socket = socket_of_file(file)?;
     let head: [u64; SOCKET_HEAD] = read_head(socket)?;
     if head_field(&head, config!(offsets.socket_type), 2) as u16 != SOCK_STREAM {
         return None;

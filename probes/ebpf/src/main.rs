@@ -41,7 +41,10 @@ use aya_ebpf::{
 };
 use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND, SavedArgs};
 
-use crate::conn::{ConnClass, open_conn};
+use crate::{
+    conn::{ConnClass, open_conn},
+    kernel::Task,
+};
 
 /// Syscall tracepoint records: after the 8-byte common header and the syscall number, each
 /// argument (enter) or the return value (exit) takes 8 bytes. This layout is the same on
@@ -84,11 +87,11 @@ fn ret(ctx: &TracePointContext) -> i64 {
 /// Copies the `moved` bytes of a data syscall of a selected thread, described by `args`,
 /// when its fd is a TCP socket the port filter passes and its connection is HTTP.
 #[inline(always)]
-fn capture(ctx: &TracePointContext, args: &SavedArgs, moved: i64, pid_tgid: u64) {
+fn capture(ctx: &TracePointContext, task: Task, args: &SavedArgs, moved: i64, pid_tgid: u64) {
     let sock = if args.sock != 0 {
         args.sock
     } else {
-        let Some(sock) = conn::selected_sock_of_fd(args.fd) else {
+        let Some(sock) = conn::selected_sock_of_fd(task, args.fd) else {
             return;
         };
         sock
@@ -110,26 +113,26 @@ fn capture(ctx: &TracePointContext, args: &SavedArgs, moved: i64, pid_tgid: u64)
 /// For sendfile and splice: the fd, socket and direction of their bytes, when the `out`
 /// fd (send) or else the `input` fd (receive) is a TCP socket the port filter passes.
 #[inline(always)]
-fn omitted_target(out: u64, input: Option<u64>) -> Option<(u64, u64, u8)> {
-    let (fd, sock, direction) = match (kernel_sock(out), input) {
+fn omitted_target(task: Task, out: u64, input: Option<u64>) -> Option<(u64, u64, u8)> {
+    let (fd, sock, direction) = match (kernel_sock(task, out), input) {
         (Some(sock), _) => (out, sock, DIRECTION_SEND),
-        (None, Some(fd)) => (fd, kernel_sock(fd)?, DIRECTION_RECV),
+        (None, Some(fd)) => (fd, kernel_sock(task, fd)?, DIRECTION_RECV),
         (None, None) => return None,
     };
     conn::ports_pass(sock).then_some((fd, sock, direction))
 }
 
 #[inline(always)]
-fn kernel_sock(fd: u64) -> Option<u64> {
-    kernel::tcp_sock_of_fd(fd as i32)
+fn kernel_sock(task: Task, fd: u64) -> Option<u64> {
+    kernel::tcp_sock_of_fd(task, fd as i32)
 }
 
 /// A connect that returned `r` on `fd`: a new connection when it succeeded or is under
 /// way (a non-blocking connect returns EINPROGRESS with the addresses already chosen).
 #[inline(always)]
-fn connected(r: i64, fd: u64) {
+fn connected(task: Task, r: i64, fd: u64) {
     if (r == 0 || r == -EINPROGRESS)
-        && let Some(sock) = kernel_sock(fd)
+        && let Some(sock) = kernel_sock(task, fd)
     {
         open_conn(sock, ConnClass::Fresh);
     }
@@ -153,7 +156,7 @@ pub fn exit_accept(ctx: TracePointContext) -> u32 {
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
-    if let Some(sock) = kernel::tcp_sock_of_fd(fd as i32) {
+    if let Some(sock) = kernel::tcp_sock_of_fd(Task::Current, fd as i32) {
         open_conn(sock, ConnClass::Fresh);
     }
     0
@@ -179,7 +182,7 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
     if !kernel::process_selected((pid_tgid >> 32) as u32) {
         return 0;
     }
-    if let Some((file, sock)) = kernel::tcp_file_of_fd(fd as i32)
+    if let Some((file, sock)) = kernel::tcp_file_of_fd(Task::Current, fd as i32)
         && kernel::last_reference(file)
     {
         emit::close(sock, fd as i32, pid_tgid);

@@ -16,7 +16,12 @@ use http_profiler_common::{
     ArgKind, DIRECTION_RECV, DIRECTION_SEND, OMITTED_SENDFILE, OMITTED_SPLICE, SavedArgs, state,
 };
 
-use crate::{MSG_PEEK, capture, connected, kernel, maps::state_get, omitted_target, ret};
+use crate::{
+    MSG_PEEK, capture, connected,
+    kernel::{self, Task},
+    maps::state_get,
+    omitted_target, ret,
+};
 
 /// Where a syscall's first four arguments are in `struct pt_regs`, whose layout is each
 /// architecture's ABI. x86_64 passes them in di, si, dx and r10, which a syscall leaves
@@ -30,11 +35,18 @@ const ARG_OFFSETS: [usize; 4] = [272, 8, 16, 24];
 #[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
 compile_error!("the probes read syscall arguments from x86_64 and arm64 registers only");
 
-/// The current syscall's user registers, as saved at its entry.
+/// The current task's BTF pointer.
 #[inline(always)]
-fn user_regs() -> *const u8 {
-    // SAFETY: helpers without preconditions; the second takes the task the first gives.
-    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 }
+fn current_task() -> *const u8 {
+    // SAFETY: a helper without preconditions.
+    unsafe { bpf_get_current_task_btf() as *const u8 }
+}
+
+/// The current syscall's user registers, as saved at its entry by `task`.
+#[inline(always)]
+fn user_regs(task: *const u8) -> *const u8 {
+    // SAFETY: the helper takes a task's BTF pointer.
+    unsafe { bpf_task_pt_regs(task as *mut _) as *const u8 }
 }
 
 /// Argument `i` (0-3) of the current syscall, from its saved user registers.
@@ -66,7 +78,8 @@ fn exit_data(ctx: &TracePointContext, kind: ArgKind, direction: u8, peek_flags: 
     let Some((pid_tgid, moved)) = moved_bytes(ctx) else {
         return 0;
     };
-    let regs = user_regs();
+    let task = current_task();
+    let regs = user_regs(task);
     // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
     if peek_flags != 0 && syscall_arg(regs, peek_flags) & MSG_PEEK != 0 {
         return 0;
@@ -82,7 +95,7 @@ fn exit_data(ctx: &TracePointContext, kind: ArgKind, direction: u8, peek_flags: 
         seeded: 0,
         _pad: 0,
     };
-    capture(ctx, &args, moved, pid_tgid);
+    capture(ctx, Task::Btf(task), &args, moved, pid_tgid);
     0
 }
 
@@ -104,9 +117,12 @@ fn exit_omitted(ctx: &TracePointContext, out_arg: usize, in_arg: Option<usize>, 
     let Some((pid_tgid, moved)) = moved_bytes(ctx) else {
         return;
     };
-    let regs = user_regs();
+    let task = current_task();
+    let regs = user_regs(task);
     let input = in_arg.map(|i| syscall_arg(regs, i));
-    let Some((fd, sock, direction)) = omitted_target(syscall_arg(regs, out_arg), input) else {
+    let Some((fd, sock, direction)) =
+        omitted_target(Task::Btf(task), syscall_arg(regs, out_arg), input)
+    else {
         return;
     };
     let args = SavedArgs {
@@ -120,7 +136,7 @@ fn exit_omitted(ctx: &TracePointContext, out_arg: usize, in_arg: Option<usize>, 
         seeded: 0,
         _pad: 0,
     };
-    capture(ctx, &args, moved, pid_tgid);
+    capture(ctx, Task::Btf(task), &args, moved, pid_tgid);
 }
 
 /// sendfile(out_fd, in_fd, offset, count): bytes from a file to a socket, which never
@@ -142,7 +158,8 @@ pub fn exit_splice(ctx: TracePointContext) -> u32 {
 pub fn exit_connect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if kernel::process_selected((pid_tgid >> 32) as u32) {
-        connected(ret(&ctx), syscall_arg(user_regs(), 0));
+        let task = current_task();
+        connected(Task::Btf(task), ret(&ctx), syscall_arg(user_regs(task), 0));
     }
     0
 }

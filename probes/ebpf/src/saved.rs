@@ -11,7 +11,7 @@ use http_profiler_common::{
 
 use crate::{
     MSG_PEEK, arg, capture, conn, connected,
-    kernel::{self, config},
+    kernel::{self, Task, config},
     maps::{ARGS, state_get},
     omitted_target, ret, syscall_nr,
 };
@@ -58,7 +58,7 @@ fn save_data_args(ctx: &TracePointContext, kind: ArgKind, direction: u8) -> u32 
     };
     let fd = arg(ctx, 0);
     let sock = if config!(port_count) != 0 {
-        let Some(sock) = conn::selected_sock_of_fd(fd as i32) else {
+        let Some(sock) = conn::selected_sock_of_fd(Task::Current, fd as i32) else {
             return 0;
         };
         sock
@@ -155,7 +155,7 @@ fn save_omitted(ctx: &TracePointContext, out: u64, input: Option<u64>, reason: u
     let Some(pid_tgid) = selected_thread() else {
         return 0;
     };
-    let Some((fd, sock, direction)) = omitted_target(out, input) else {
+    let Some((fd, sock, direction)) = omitted_target(Task::Current, out, input) else {
         return 0;
     };
     save_args(
@@ -197,7 +197,7 @@ pub fn exit_data(ctx: TracePointContext) -> u32 {
     if moved <= 0 {
         return 0;
     }
-    capture(&ctx, &args, moved, pid_tgid);
+    capture(&ctx, Task::Current, &args, moved, pid_tgid);
     0
 }
 
@@ -232,7 +232,7 @@ pub fn exit_connect_saved(ctx: TracePointContext) -> u32 {
     };
     let _ = ARGS.remove(pid_tgid);
     if args.kind == ArgKind::Connect as u32 {
-        connected(ret(&ctx), args.fd as u64);
+        connected(Task::Current, ret(&ctx), args.fd as u64);
     }
     0
 }
