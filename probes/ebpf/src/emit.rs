@@ -278,40 +278,25 @@ pub fn data(
         clear_comm(h);
     }
 
+    // The header of a syscall sent as one record; copy_chunks sets its own.
+    rec.header.stream_pos = pos;
+    rec.header.syscall_offset = 0;
     if omitted {
-        rec.header.stream_pos = pos;
-        rec.header.syscall_offset = 0;
-        rec.header.data_len = 0;
-        rec.header.flags = FLAG_LAST_CHUNK
-            | if args.ptr == OMITTED_SENDFILE {
-                FLAG_OMITTED_SENDFILE
-            } else {
-                FLAG_OMITTED_SPLICE
-            };
-        if !output_record(rec, 0) && named {
-            conn.comm_tid = 0;
-        }
+        let reason = if args.ptr == OMITTED_SENDFILE {
+            FLAG_OMITTED_SENDFILE
+        } else {
+            FLAG_OMITTED_SPLICE
+        };
+        send_whole(rec, conn, named, Some(0), FLAG_LAST_CHUNK | reason);
         return;
     }
     // One buffer that fits in one record (most reads and writes of a request or a
     // response) is copied here: the tail call and the copy state it passes on cost about
     // as much as the copy. What copy_chunks would do, it does: one record, or if the
-    // bytes cannot be read, none and a drop counted (the next record's position shows
-    // the gap).
+    // bytes cannot be read, none and a drop counted.
     if seg.iov == 0 && moved <= CHUNK_BYTES as u64 {
-        rec.header.stream_pos = pos;
-        rec.header.syscall_offset = 0;
-        rec.header.data_len = moved as u32;
-        rec.header.flags = FLAG_LAST_CHUNK;
-        let sent = if read_piece(rec, 0, seg.first_base, moved) {
-            output_record(rec, moved)
-        } else {
-            count(counter::DROPPED, 1);
-            false
-        };
-        if !sent && named {
-            conn.comm_tid = 0;
-        }
+        let read = read_piece(rec, 0, seg.first_base, moved).then_some(moved);
+        send_whole(rec, conn, named, read, FLAG_LAST_CHUNK);
         return;
     }
     // Two iovecs that fit one record (a response's head and body, as nginx and most
@@ -319,19 +304,14 @@ pub fn data(
     // per piece, the record copy_chunks would send, without the tail call and the copy
     // state (on a kernel whose indirect jumps go through retpolines, the tail call and
     // a read per iovec entry were a third of a writev's program time).
-    if seg.iov != 0 && seg.iov_count == 2 {
-        rec.header.stream_pos = pos;
-        rec.header.syscall_offset = 0;
-        rec.header.flags = FLAG_LAST_CHUNK;
-        if let Some(n) = two_pieces(rec, seg.iov, moved) {
-            rec.header.data_len = n as u32;
-            if !output_record(rec, n) && named {
-                conn.comm_tid = 0;
-            }
-            return;
-        }
-        // Larger, or a piece that cannot be read: copy_chunks copies it all again.
+    if seg.iov != 0
+        && seg.iov_count == 2
+        && let Some(n) = two_pieces(rec, seg.iov, moved)
+    {
+        send_whole(rec, conn, named, Some(n), FLAG_LAST_CHUNK);
+        return;
     }
+    // Larger, or a piece that cannot be read: copy_chunks copies it all (again).
     let Some(cur) = COPY.get_ptr_mut(0) else {
         return;
     };
@@ -362,6 +342,28 @@ pub fn data(
     unsafe { TAIL_CALLS.tail_call(ctx, TAIL_COPY) };
     // Only reached when the tail call failed: nothing of this syscall was copied.
     count(counter::UNCOPIED_BYTES, moved);
+}
+
+/// Sends a syscall's bytes as its one record, `n` payload bytes already in `rec` (None:
+/// they could not be read, and a drop is counted; the next record's position shows the
+/// gap). A thread whose name went with a record that was not sent sends it again with
+/// its next.
+#[inline(always)]
+fn send_whole(rec: &mut DataRecord, conn: &mut ConnState, named: bool, n: Option<u64>, flags: u32) {
+    let sent = match n {
+        Some(n) => {
+            rec.header.data_len = n as u32;
+            rec.header.flags = flags;
+            output_record(rec, n)
+        }
+        None => {
+            count(counter::DROPPED, 1);
+            false
+        }
+    };
+    if !sent && named {
+        conn.comm_tid = 0;
+    }
 }
 
 /// Reads the `moved` bytes of a syscall on the two iovecs at `iov` into the record's
