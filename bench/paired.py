@@ -61,11 +61,13 @@ def one_run(target, workdir, before, this_first, seconds, settle):
 
 
 def run(target, workdir, before, seconds, settle, runs=RUNS):
-    """`runs` runs (an even number: each order as often), alternating the order."""
+    """`runs` runs, rounded up to an even number so that each order comes as often,
+    alternating the order."""
+    total = runs + runs % 2
     results = []
-    for i in range(runs + runs % 2):
+    for i in range(total):
         this_first = i % 2 == 1
-        print(f"bench: both builds at once, {RATE}/s, run {i + 1} of {runs + runs % 2}: "
+        print(f"bench: both builds at once, {RATE}/s, run {i + 1} of {total}: "
               f"{'this build' if this_first else 'BENCH_BEFORE'} attached first", flush=True)
         results.append(one_run(target, workdir, before, this_first, seconds, settle))
     return results

@@ -174,12 +174,13 @@ pub enum Task {
     /// have anyway. The verifier checks each load from it, and from the pointers read
     /// through it, against the kernel's own types, with the offsets of `CONFIG` (a
     /// frozen read-only map, so constants to it): task->files->fdt and the fd table's
-    /// size and array are plain loads instead of three helper calls.
+    /// size and array are plain loads instead of four helper calls (the task, then a
+    /// read each for files, fdt and the table's head).
     Btf(*const u8),
 }
 
 /// The `struct sock` behind `fd` in the current process, if it is a TCP socket over IPv4
-/// or IPv6: task->files->fdt->fd[fd], a file with the socket file operations (is_socket),
+/// or IPv6: task->files->fdt->fd[fd], a file with the socket file operations (socket_of_file),
 /// ->private_data, a stream socket with TCP's operations (is_tcp), ->sk.
 #[inline(always)]
 pub fn tcp_sock_of_fd(task: Task, fd: i32) -> Option<u64> {
