@@ -217,6 +217,8 @@ pub fn resolve(path: &Path) -> Result<KernelLayout, OffsetError> {
         ],
     )?;
     let offsets = KernelOffsets {
+        task_pid: field_offset(&btf, "task_struct", &["pid"])?,
+        task_tgid: field_offset(&btf, "task_struct", &["tgid"])?,
         task_files: field_offset(&btf, "task_struct", &["files"])?,
         files_fdt: field_offset(&btf, "files_struct", &["fdt"])?,
         fdtable_max_fds,
@@ -286,6 +288,8 @@ mod tests {
         // Fields that lead their struct on every kernel.
         assert_eq!(o.sk_daddr, 0, "skc_daddr opens struct sock_common");
         assert_eq!(o.sk_rcv_saddr, 4);
+        // Declared side by side in every kernel's task_struct.
+        assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4);
         assert!(o.task_files > 0 && o.sk_family > 0 && o.sk_protocol > o.sk_family);
         assert!(o.sk_v6_daddr > 0 && o.socket_ops > o.socket_sk && o.socket_sk > o.socket_type);
         assert!(

@@ -57,6 +57,10 @@ pub fn looks_like_http(head: &[u8; 4], len: usize) -> bool {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
+    /// `struct task_struct`'s thread id (`pid`) and process id (`tgid`), as
+    /// bpf_get_current_pid_tgid gives them.
+    pub task_pid: u32,
+    pub task_tgid: u32,
     pub task_files: u32,
     pub files_fdt: u32,
     pub fdtable_max_fds: u32,
@@ -116,6 +120,8 @@ impl ProbeConfig {
     pub const fn empty() -> Self {
         Self {
             offsets: KernelOffsets {
+                task_pid: 0,
+                task_tgid: 0,
                 task_files: 0,
                 files_fdt: 0,
                 fdtable_max_fds: 0,

@@ -391,17 +391,12 @@ fn two_pieces(rec: &mut DataRecord, iov: u64, moved: u64) -> Option<u64> {
 /// PACK_BYTES and `n` at most CHUNK_BYTES - PACK_BYTES (else false, nothing read).
 #[inline(always)]
 fn read_small_piece(rec: &mut DataRecord, off: u64, src: u64, n: u64) -> bool {
-    // The mask and the bound are what the verifier checks the read by. Both values are
-    // read back through memory LLVM cannot see into: having proven them small (in
-    // two_pieces) it would drop the checks, or make them on copies spilled before the
-    // verifier could narrow them, which some kernels' verifiers (6.1) then reject.
-    // SAFETY: reads of locals.
-    let (off, n) = unsafe {
-        (
-            core::ptr::read_volatile(&off) & (PACK_BYTES - 1),
-            core::ptr::read_volatile(&n) & (2 * CHUNK_BYTES as u64 - 1),
-        )
-    };
+    // The mask and the bound are what the verifier checks the read by (two_pieces has
+    // proven both values small already: see `unproven`).
+    let (off, n) = (
+        unproven(off) & (PACK_BYTES - 1),
+        unproven(n) & (2 * CHUNK_BYTES as u64 - 1),
+    );
     if n > CHUNK_BYTES as u64 - PACK_BYTES {
         return false;
     }
@@ -491,10 +486,21 @@ fn room(fill: u64) -> u64 {
     }
 }
 
+/// `x`, read back through memory LLVM cannot see into. A size or offset is masked and
+/// bounded right before the helper call that takes it, for the verifier; where a caller
+/// has already bounded it, LLVM would drop those checks, or make them on a copy spilled
+/// to the stack and pass the helper another, and some kernels' verifiers (6.1) do not
+/// carry a bound from one copy to the other and reject the program.
+#[inline(always)]
+fn unproven(x: u64) -> u64 {
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
 /// Reads `n` user bytes from `src` into the record's payload at `fill` (see `room`).
 #[inline(always)]
 fn read_piece(rec: &mut DataRecord, fill: u64, src: u64, n: u64) -> bool {
-    let n = n & (2 * CHUNK_BYTES as u64 - 1);
+    let n = unproven(n) & (2 * CHUNK_BYTES as u64 - 1);
     let off = if fill == 0 {
         0
     } else {
@@ -547,7 +553,7 @@ fn flush(rec: &mut DataRecord, cur: &mut CopyState, end: bool) {
 /// it had no room for is counted as dropped).
 #[inline(always)]
 fn output_record(rec: &mut DataRecord, n: u64) -> bool {
-    let n = n & (2 * CHUNK_BYTES as u64 - 1);
+    let n = unproven(n) & (2 * CHUNK_BYTES as u64 - 1);
     if n > CHUNK_BYTES as u64 {
         return false;
     }

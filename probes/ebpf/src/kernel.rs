@@ -242,7 +242,7 @@ fn file_ops_and_private_data(file: u64) -> Option<(u64, u64)> {
 /// A load from a BTF pointer at `offset`, checked by the verifier (see `Task::Btf`); a
 /// bad address reads as zero.
 #[inline(always)]
-fn load<T>(base: *const u8, offset: u32) -> T {
+pub fn load<T>(base: *const u8, offset: u32) -> T {
     // SAFETY: the verifier allows the load only at a member of the pointer's type, of
     // the member's size, and the JIT makes it one that cannot fault.
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }

@@ -18,7 +18,7 @@ use http_profiler_common::{
 
 use crate::{
     MSG_PEEK, capture, connected,
-    kernel::{self, Task},
+    kernel::{self, Task, config},
     maps::state_get,
     omitted_target, ret,
 };
@@ -57,17 +57,22 @@ fn syscall_arg(regs: *const u8, i: usize) -> u64 {
     unsafe { core::ptr::read_volatile(regs.add(ARG_OFFSETS[i]) as *const u64) }
 }
 
-/// The thread that made the current syscall, when its process passes the filters, the
-/// syscall moved bytes (returned in `moved`) and every hook is attached.
+/// The current task, when its process passes the filters, the syscall moved bytes
+/// (returned in `moved`) and every hook is attached; with its pid_tgid, read from the
+/// task it already holds rather than asked of one more helper.
 #[inline(always)]
-fn moved_bytes(ctx: &TracePointContext) -> Option<(u64, i64)> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !kernel::pid_selected((pid_tgid >> 32) as u32) {
+fn moved_bytes(ctx: &TracePointContext) -> Option<(*const u8, u64, i64)> {
+    let task = current_task();
+    let tgid: u32 = kernel::load(task, config!(offsets.task_tgid));
+    if !kernel::pid_selected(tgid) {
         return None;
     }
     let moved = ret(ctx);
-    (moved > 0 && state_get(state::ARMED) != 0 && kernel::comm_selected())
-        .then_some((pid_tgid, moved))
+    if moved <= 0 || state_get(state::ARMED) == 0 || !kernel::comm_selected() {
+        return None;
+    }
+    let tid: u32 = kernel::load(task, config!(offsets.task_pid));
+    Some((task, (u64::from(tgid) << 32) | u64::from(tid), moved))
 }
 
 /// The exit of a data syscall whose fd, buffer and size are its first three arguments;
@@ -75,10 +80,9 @@ fn moved_bytes(ctx: &TracePointContext) -> Option<(u64, i64)> {
 /// else 0.
 #[inline(always)]
 fn exit_data(ctx: &TracePointContext, kind: ArgKind, direction: u8, peek_flags: usize) -> u32 {
-    let Some((pid_tgid, moved)) = moved_bytes(ctx) else {
+    let Some((task, pid_tgid, moved)) = moved_bytes(ctx) else {
         return 0;
     };
-    let task = current_task();
     let regs = user_regs(task);
     // MSG_PEEK reads leave the bytes in the socket: they are copied when really read.
     if peek_flags != 0 && syscall_arg(regs, peek_flags) & MSG_PEEK != 0 {
@@ -114,10 +118,9 @@ data_syscalls!(data_exit);
 /// argument `out_arg`) or else from (`input`, argument `in_arg` when there is one).
 #[inline(always)]
 fn exit_omitted(ctx: &TracePointContext, out_arg: usize, in_arg: Option<usize>, reason: u64) {
-    let Some((pid_tgid, moved)) = moved_bytes(ctx) else {
+    let Some((task, pid_tgid, moved)) = moved_bytes(ctx) else {
         return;
     };
-    let task = current_task();
     let regs = user_regs(task);
     let input = in_arg.map(|i| syscall_arg(regs, i));
     let Some((fd, sock, direction)) =
