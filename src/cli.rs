@@ -56,8 +56,9 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096, value_name = "BYTES")]
     pub max_raw_bytes: usize,
 
-    /// Leave `raw_payload` out of every line (the longest field of most lines: the reader
-    /// then does about a seventh less work per message).
+    /// Leave `raw_payload` (the message as on the wire) out of every line. It is the
+    /// longest field of most lines: without it they are about a quarter shorter for small
+    /// messages, while the profiler's CPU falls far less (README, "Keeping its cost down").
     #[arg(long)]
     pub no_raw_payload: bool,
 
