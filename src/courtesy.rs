@@ -10,34 +10,53 @@
 //! every 32 cost 57.5 against 54.0 millicores per 10k exchanges/s at 20k/s (medians of 5
 //! rounds of 20 s) and 64 against 52 at 5k/s (3 rounds; never yielding: 51; the yields
 //! added 0.5 us of system time per exchange there), while nginx's p99 at 20k/s was 1.45
-//! against 1.85 ms (baseline 1.45). A profiler that is falling behind (a drain that
-//! reads much, or takes long) stops yielding until a drain finds little again: yielding
-//! then would starve it, and records would be dropped.
+//! against 1.85 ms (baseline 1.45). Most of those yields found nobody waiting (under
+//! that load, 5 to 7 in 100 gave the CPU away) and cost the profiler a syscall each, so
+//! the interval now doubles after each yield that found nobody, up to 64 records, and
+//! goes back to 8 after one that gave the CPU away. A profiler that is falling behind
+//! (a drain that reads much, or takes long) stops yielding until a drain finds little
+//! again: yielding then would starve it, and records would be dropped.
 
 use std::time::{Duration, Instant};
 
 /// When a drain yields the CPU.
 #[derive(Clone, Copy, Debug)]
 pub struct Courtesy {
-    /// Records between two yields (a yield costs a syscall, well under a microsecond
-    /// when nothing else waits for the CPU).
-    pub every: u32,
+    /// Records between two yields while yields find threads waiting for the CPU.
+    pub min_every: u32,
+    /// Records between two yields after yields have found none: each yield that found
+    /// nobody waiting doubles the interval, up to this; one that gave the CPU away
+    /// brings it back to `min_every`.
+    pub max_every: u32,
     /// A drain that reads this many bytes, or lasts `behind_after`, is behind.
     pub behind_bytes: u64,
     pub behind_after: Duration,
     /// The last drain ended behind: this one keeps the CPU from its start.
     behind: bool,
+    /// Records between two yields now.
+    every: u32,
+    /// Records read since the last yield, or since the drain began.
+    since_yield: u32,
 }
+
+/// A yield that lasted this long gave the CPU to another thread, which ran its turn;
+/// one that found nobody waiting returns in about a microsecond (0.6 to 1.3 us here,
+/// with the syscall mitigations of an AMD EPYC; those that switched lasted 10 us and
+/// more, most of them about 100 us).
+const GAVE_THE_CPU_AWAY: Duration = Duration::from_micros(5);
 
 impl Courtesy {
     /// For a ring buffer of `ring_bytes`: behind once a thirty-second of it was waiting,
     /// or once a drain takes as long as the 10 ms between two timed drains.
     pub fn for_ring(ring_bytes: u32) -> Self {
         Self {
-            every: 8,
+            min_every: 8,
+            max_every: 64,
             behind_bytes: ring_bytes as u64 / 32,
             behind_after: Duration::from_millis(10),
             behind: false,
+            every: 8,
+            since_yield: 0,
         }
     }
 
@@ -45,15 +64,25 @@ impl Courtesy {
         self.behind || bytes >= self.behind_bytes || elapsed >= self.behind_after
     }
 
-    /// Whether to yield after the `records`-th record of a drain that has read `bytes`
-    /// so far; `elapsed` (the drain's duration) is asked only every `every` records.
-    pub fn should_yield(
-        &self,
-        records: u32,
-        bytes: u64,
-        elapsed: impl FnOnce() -> Duration,
-    ) -> bool {
-        records > 0 && records.is_multiple_of(self.every) && !self.is_behind(bytes, elapsed())
+    /// Whether to yield after one more record of a drain that has read `bytes` so far;
+    /// `elapsed` (the drain's duration) is asked only when a yield is due.
+    pub fn should_yield(&mut self, bytes: u64, elapsed: impl FnOnce() -> Duration) -> bool {
+        self.since_yield += 1;
+        if self.since_yield < self.every {
+            return false;
+        }
+        self.since_yield = 0;
+        !self.is_behind(bytes, elapsed())
+    }
+
+    /// A yield returned after `took`: the next comes sooner if it gave the CPU away
+    /// (someone was waiting, and is likely to be again), later if it found nobody.
+    pub fn yielded(&mut self, took: Duration) {
+        self.every = if took >= GAVE_THE_CPU_AWAY {
+            self.min_every
+        } else {
+            (self.every * 2).min(self.max_every)
+        };
     }
 
     /// A drain that reads less than this has caught up: a quarter of `behind_bytes`.
@@ -64,6 +93,7 @@ impl Courtesy {
     /// A drain ended: the next one starts behind if this one was, unless this one has
     /// caught up.
     pub fn drained(&mut self, bytes: u64, elapsed: Duration) {
+        self.since_yield = 0;
         self.behind = if bytes < self.caught_up_bytes() {
             false
         } else {
@@ -153,10 +183,13 @@ pub fn run_as_batch() -> std::io::Result<()> {
     }
 }
 
-/// Gives up the CPU to any runnable thread; the profiler stays runnable.
-pub fn yield_cpu() {
+/// Gives up the CPU to any runnable thread; the profiler stays runnable. Returns how
+/// long the thread was away (see `Courtesy::yielded`).
+pub fn yield_cpu() -> Duration {
+    let start = Instant::now();
     // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
     unsafe { libc::sched_yield() };
+    start.elapsed()
 }
 
 #[cfg(test)]
@@ -234,43 +267,68 @@ mod tests {
         assert_eq!(deadline, t0 + 10 * MS);
     }
 
+    /// The records after which a drain of `n` records yields, each yield lasting `away`.
+    fn yields(c: &mut Courtesy, n: u32, away: impl Fn(u32) -> Duration) -> Vec<u32> {
+        (1..=n)
+            .filter(|&r| {
+                let due = c.should_yield(4096, || MS);
+                if due {
+                    c.yielded(away(r));
+                }
+                due
+            })
+            .collect()
+    }
+
     #[test]
-    fn yields_every_so_many_records_while_the_backlog_is_small() {
-        let c = Courtesy::for_ring(16 << 20);
+    fn yields_further_apart_while_nobody_waits_for_the_cpu() {
+        let mut c = Courtesy::for_ring(16 << 20);
         assert_eq!(c.behind_bytes, 512 << 10);
-        let yields: Vec<u32> = (0..=50)
-            .filter(|&r| c.should_yield(r, 4096, || MS))
-            .collect();
-        assert_eq!(yields, [8, 16, 24, 32, 40, 48]);
+        let quick = |_| Duration::from_micros(1);
+        assert_eq!(
+            yields(&mut c, 300, quick),
+            [8, 24, 56, 120, 184, 248],
+            "8, 16, 32, then every 64"
+        );
+        // The next drain counts from its start, at the interval reached.
+        c.drained(4096, MS);
+        assert_eq!(yields(&mut c, 130, quick), [64, 128]);
+    }
+
+    #[test]
+    fn a_yield_that_gave_the_cpu_away_brings_the_next_one_sooner() {
+        let mut c = Courtesy::for_ring(16 << 20);
+        // The yield after record 56 lets another thread run for 100 us.
+        let away = |r| Duration::from_micros(if r == 56 { 100 } else { 1 });
+        assert_eq!(
+            yields(&mut c, 200, away),
+            [8, 24, 56, 64, 80, 112, 176],
+            "back to every 8, then doubling again"
+        );
     }
 
     #[test]
     fn keeps_the_cpu_when_a_drain_reads_much_or_takes_long() {
-        let c = Courtesy::for_ring(16 << 20);
-        assert!(c.should_yield(64, (512 << 10) - 1, || MS));
-        assert!(!c.should_yield(64, 512 << 10, || MS));
-        assert!(!c.should_yield(64, 4096, || 10 * MS));
+        let due_at_8 = |bytes, elapsed| {
+            let mut c = Courtesy::for_ring(16 << 20);
+            (1..=8).any(|_| c.should_yield(bytes, || elapsed))
+        };
+        assert!(due_at_8((512 << 10) - 1, MS));
+        assert!(!due_at_8(512 << 10, MS));
+        assert!(!due_at_8(4096, 10 * MS));
     }
 
     #[test]
     fn stays_behind_across_drains_until_one_finds_little() {
         let mut c = Courtesy::for_ring(16 << 20);
+        let due = |c: &mut Courtesy| (1..=8).any(|_| c.should_yield(0, || Duration::ZERO));
         c.drained(600 << 10, 3 * MS);
-        assert!(
-            !c.should_yield(32, 0, || Duration::ZERO),
-            "behind carries over"
-        );
+        assert!(!due(&mut c), "behind carries over");
         c.drained(200 << 10, MS);
-        assert!(
-            !c.should_yield(32, 0, || Duration::ZERO),
-            "not yet caught up"
-        );
+        assert!(!due(&mut c), "not yet caught up");
         c.drained(100 << 10, MS);
-        assert!(c.should_yield(32, 0, || Duration::ZERO), "caught up");
+        assert!(due(&mut c), "caught up");
         c.drained(4096, 20 * MS);
-        assert!(
-            c.should_yield(32, 0, || Duration::ZERO),
-            "little to read is never behind"
-        );
+        assert!(due(&mut c), "little to read is never behind");
     }
 }

@@ -194,10 +194,9 @@ struct Pipeline {
 impl Pipeline {
     /// Reads every record waiting; returns how many bytes they took.
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) -> u64 {
-        let (mut records, mut bytes) = (0u32, 0u64);
+        let mut bytes = 0u64;
         let started = Instant::now();
         while let Some(item) = ring.next() {
-            records = records.wrapping_add(1);
             bytes += item.len() as u64;
             match record::decode(&item) {
                 Ok(rec) => {
@@ -220,11 +219,9 @@ impl Pipeline {
             }
             drop(item);
             self.write_emitted();
-            if self
-                .courtesy
-                .should_yield(records, bytes, || started.elapsed())
-            {
-                courtesy::yield_cpu();
+            if self.courtesy.should_yield(bytes, || started.elapsed()) {
+                let away = courtesy::yield_cpu();
+                self.courtesy.yielded(away);
             }
         }
         self.courtesy.drained(bytes, started.elapsed());
