@@ -307,28 +307,33 @@ mod tests {
         );
     }
 
+    /// Whether a yield comes due within the first interval of a drain that has read
+    /// `bytes` and lasted `elapsed`.
+    fn due(c: &mut Courtesy, bytes: u64, elapsed: Duration) -> bool {
+        (1..=c.min_every).any(|_| c.should_yield(bytes, || elapsed))
+    }
+
     #[test]
     fn keeps_the_cpu_when_a_drain_reads_much_or_takes_long() {
-        let due_at_8 = |bytes, elapsed| {
-            let mut c = Courtesy::for_ring(16 << 20);
-            (1..=8).any(|_| c.should_yield(bytes, || elapsed))
-        };
-        assert!(due_at_8((512 << 10) - 1, MS));
-        assert!(!due_at_8(512 << 10, MS));
-        assert!(!due_at_8(4096, 10 * MS));
+        let fresh = || Courtesy::for_ring(16 << 20);
+        assert!(due(&mut fresh(), (512 << 10) - 1, MS));
+        assert!(!due(&mut fresh(), 512 << 10, MS));
+        assert!(!due(&mut fresh(), 4096, 10 * MS));
     }
 
     #[test]
     fn stays_behind_across_drains_until_one_finds_little() {
         let mut c = Courtesy::for_ring(16 << 20);
-        let due = |c: &mut Courtesy| (1..=8).any(|_| c.should_yield(0, || Duration::ZERO));
         c.drained(600 << 10, 3 * MS);
-        assert!(!due(&mut c), "behind carries over");
+        assert!(!due(&mut c, 0, Duration::ZERO), "behind carries over");
         c.drained(200 << 10, MS);
-        assert!(!due(&mut c), "not yet caught up");
+        assert!(!due(&mut c, 0, Duration::ZERO), "not yet caught up");
         c.drained(100 << 10, MS);
-        assert!(due(&mut c), "caught up");
+        assert!(due(&mut c, 0, Duration::ZERO), "caught up");
         c.drained(4096, 20 * MS);
-        assert!(due(&mut c), "little to read is never behind");
+        assert!(
+            due(&mut c, 0, Duration::ZERO),
+            "little to read is never behind"
+        );
     }
 }
