@@ -57,7 +57,7 @@ fn ns_per_exchange(exchanges: u64, with_raw: bool) -> f64 {
         redact: Redactor::new::<&str>(&[]),
     };
     let (mut emitted, mut out) = (Vec::new(), Vec::with_capacity(1 << 20));
-    let mut prefixes = output::Prefixes::default();
+    let mut kept = output::Kept::default();
     let mut lines = 0;
     let started = Instant::now();
     for i in 0..exchanges {
@@ -74,7 +74,7 @@ fn ns_per_exchange(exchanges: u64, with_raw: bool) -> f64 {
             };
             tracker.on_record(&record, &mut emitted);
             for e in emitted.drain(..) {
-                output::render_into(&mut out, &e, &procs, &clock, &format, &mut prefixes);
+                output::render_into(&mut out, &e, &procs, &clock, &format, &mut kept);
                 out.push(b'\n');
                 lines += 1;
             }

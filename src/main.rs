@@ -182,7 +182,7 @@ struct Pipeline {
     clock: WallClock,
     sink: Sink,
     format: Format,
-    prefixes: output::Prefixes,
+    kept: output::Kept,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
     emitted: Vec<Emitted>,
     decode_errors: u64,
@@ -231,10 +231,9 @@ impl Pipeline {
     fn write_emitted(&mut self) {
         for e in self.emitted.drain(..) {
             let (procs, clock, format) = (&self.procs, &self.clock, &self.format);
-            let prefixes = &mut self.prefixes;
-            self.sink.write_line_with(|out| {
-                output::render_into(out, &e, procs, clock, format, prefixes)
-            });
+            let kept = &mut self.kept;
+            self.sink
+                .write_line_with(|out| output::render_into(out, &e, procs, clock, format, kept));
             if let Some((view, out)) = &mut self.live
                 && let Some(text) = view.line(&e, &self.procs, &self.clock)
             {
@@ -320,7 +319,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Redactor::new(&cli.redact_headers)
             },
         },
-        prefixes: output::Prefixes::default(),
+        kept: output::Kept::default(),
         live: cli.pretty.then(|| {
             let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
                 Box::new(std::io::stderr())

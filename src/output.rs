@@ -2,10 +2,11 @@
 //! Every field is described in docs/fields.md.
 
 mod json;
+mod kept_headers;
 mod prefix;
 
-use prefix::PrefixKey;
-pub use prefix::Prefixes;
+use kept_headers::KeptHeaders;
+use prefix::{PrefixKey, Prefixes};
 
 use std::{borrow::Cow, convert::Infallible, net::IpAddr};
 
@@ -20,6 +21,14 @@ use crate::{
     redact::{REDACTED, Redactor},
     tracker::Emitted,
 };
+
+/// Parts of each connection's last lines, kept to write the next ones faster where
+/// they repeat. One per stream of lines: what it keeps depends on the `Format`.
+#[derive(Default)]
+pub struct Kept {
+    prefixes: Prefixes,
+    headers: KeptHeaders,
+}
 
 /// What goes into each line besides the message.
 #[derive(Clone, Debug)]
@@ -90,6 +99,9 @@ struct Line<'a> {
     /// Which reading of the process's name and command line `comm` and `cmdline` are.
     #[serde(skip)]
     proc_stamp: u64,
+    /// What `headers` was parsed from, when known (`Message::field_lines`).
+    #[serde(skip)]
+    field_lines: Option<&'a [u8]>,
 }
 
 /// RFC 3339 in UTC with nanoseconds, written straight into the line.
@@ -238,22 +250,23 @@ impl Serialize for HeaderObject<'_> {
 impl Line<'_> {
     /// Writes the line as its derived `Serialize` would, byte for byte (tested against
     /// serde_json), without escaping the field names.
-    fn write_json(&self, out: &mut Vec<u8>, prefixes: &mut Prefixes) {
+    fn write_json(&self, out: &mut Vec<u8>, kept: &mut Kept) {
         let mut buf = [0u8; crate::clock::RFC3339_LEN];
         let mut o = json::Object::begin(out);
         o.plain_str(
             "timestamp",
             crate::clock::rfc3339_ns_ascii(self.timestamp, &mut buf),
         );
+        let send = self.direction == "send";
         let key = PrefixKey {
             pid: self.pid,
             tid: self.tid,
             proc_stamp: self.proc_stamp,
-            send: self.direction == "send",
+            send,
             source: (self.source_ip, self.source_port),
             dest: (self.dest_ip, self.dest_port),
         };
-        if let Some(members) = prefixes.get(self.conn_id, &key) {
+        if let Some(members) = kept.prefixes.get(self.conn_id, &key) {
             o.members(members);
         } else {
             let start = o.position();
@@ -266,7 +279,7 @@ impl Line<'_> {
             o.u64("source_port", self.source_port.into());
             o.ip("dest_ip", self.dest_ip);
             o.u64("dest_port", self.dest_port.into());
-            prefixes.put(self.conn_id, key, o.since(start));
+            kept.prefixes.put(self.conn_id, key, o.since(start));
         }
         o.u64("bytes", self.bytes);
         o.plain_str("http_version", self.http_version);
@@ -276,7 +289,15 @@ impl Line<'_> {
             o.u64("status_code", status.into());
         }
         o.opt_str("reason", self.reason);
-        self.headers.write_json(o.key("headers"));
+        let headers = o.key("headers");
+        match self.field_lines {
+            Some(lines) => kept
+                .headers
+                .write(self.conn_id, send, lines, headers, |out| {
+                    self.headers.write_json(out)
+                }),
+            None => self.headers.write_json(headers),
+        }
         if !self.trailers.is_empty() {
             self.trailers.write_json(o.key("trailers"));
         }
@@ -310,23 +331,21 @@ impl Line<'_> {
 /// Renders one message as a JSON line (without the newline).
 pub fn render(e: &Emitted, procs: &ProcessCache, clock: &WallClock, format: &Format) -> String {
     let mut out = Vec::new();
-    render_into(&mut out, e, procs, clock, format, &mut Prefixes::default());
+    render_into(&mut out, e, procs, clock, format, &mut Kept::default());
     String::from_utf8(out).expect("lines are written from UTF-8 text")
 }
 
-/// Appends one message as a JSON line (without the newline) to `out`, reusing the
-/// members `prefixes` kept from the connection's last line where they are the same.
+/// Appends one message as a JSON line (without the newline) to `out`, reusing the parts
+/// `kept` holds from the connection's last lines where they are the same.
 pub fn render_into(
     out: &mut Vec<u8>,
     e: &Emitted,
     procs: &ProcessCache,
     clock: &WallClock,
     format: &Format,
-    prefixes: &mut Prefixes,
+    kept: &mut Kept,
 ) {
-    with_line(e, procs, clock, format, |line| {
-        line.write_json(out, prefixes)
-    });
+    with_line(e, procs, clock, format, |line| line.write_json(out, kept));
 }
 
 /// Builds the line for one message and hands it to `f` (the line borrows values that
@@ -417,6 +436,7 @@ fn with_line<R>(
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,
         proc_stamp: proc.map_or(0, |p| p.stamp),
+        field_lines: m.field_lines(),
     };
     f(&line)
 }
@@ -546,6 +566,7 @@ mod tests {
                         trailers: vec![("T\u{1}".into(), "\u{0}".into())],
                         raw: body.clone(),
                         head_len: 0,
+                        head_whole: false,
                         body,
                         body_len: 42,
                         body_truncated: true,
@@ -616,7 +637,7 @@ mod tests {
         std::fs::remove_dir_all(root).unwrap();
     }
 
-    /// Lines rendered one after another with the same `Prefixes`, changing one by one
+    /// Lines rendered one after another with the same `Kept`, changing one by one
     /// each thing the kept members are written from: every line must still be the one
     /// serde_json writes from it alone.
     #[test]
@@ -652,6 +673,7 @@ mod tests {
                     trailers: Vec::new(),
                     raw: Vec::new(),
                     head_len: 0,
+                    head_whole: false,
                     body: Vec::new(),
                     body_len: 0,
                     body_truncated: false,
@@ -679,11 +701,11 @@ mod tests {
                 remote_port: 80,
             },
         };
-        let mut prefixes = Prefixes::default();
+        let mut kept = Kept::default();
         let mut lines = std::collections::HashSet::new();
         let mut check = |e: &Emitted, procs: &ProcessCache| {
             let mut out = Vec::new();
-            render_into(&mut out, e, procs, &clock, &format, &mut prefixes);
+            render_into(&mut out, e, procs, &clock, &format, &mut kept);
             let reference = with_line(e, procs, &clock, &format, |line| {
                 serde_json::to_string(line).unwrap()
             });
@@ -821,6 +843,98 @@ mod tests {
                 }
                 assert_ne!(headers["Host"], REDACTED);
             }
+        }
+    }
+
+    /// Heads parsed one after another on one kept-alive connection, rendered with the
+    /// same `Kept`: a header object is reused only for the same field lines, and every
+    /// line is still the one serde_json writes from the message alone.
+    #[test]
+    fn kept_header_objects_are_reused_only_for_the_same_field_lines() {
+        use crate::{
+            http::{ChunkMeta, Limits, Parser},
+            pairing::Pairing,
+            tracker::Endpoints,
+        };
+        let heads: [&[u8]; 9] = [
+            b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nhost: h\r\nAccept: text/html\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nhost: h\r\nAccept: text/html\r\nAccept: x\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            // Cut by the raw payload's limit below: never kept, never reused.
+            b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+        ];
+        let limits = Limits {
+            max_raw: 64,
+            ..Limits::default()
+        };
+        let (mut parser, mut pairing, mut messages) =
+            (Parser::new(limits), Pairing::default(), Vec::new());
+        let meta = ChunkMeta {
+            timestamp_ns: 1,
+            tgid: 7,
+            tid: 7,
+        };
+        for head in heads {
+            parser.feed(head, meta, &mut pairing.sink(&mut messages));
+        }
+        assert_eq!(messages.len(), heads.len());
+        let whole: Vec<bool> = messages.iter().map(|p| p.message.head_whole).collect();
+        assert_eq!(
+            whole,
+            [true, true, true, true, true, true, true, true, false]
+        );
+        assert_eq!(
+            messages[0].message.field_lines(),
+            Some(&b"Host: h\r\nAccept: */*\r\n\r\n"[..])
+        );
+        assert_eq!(messages[8].message.field_lines(), None);
+        let emitted: Vec<Emitted> = messages
+            .into_iter()
+            .map(|paired| Emitted {
+                paired,
+                direction: 0,
+                conn_id: 1,
+                endpoints: Endpoints {
+                    local: "127.0.0.1".parse().unwrap(),
+                    local_port: 80,
+                    remote: "127.0.0.1".parse().unwrap(),
+                    remote_port: 40000,
+                },
+            })
+            .collect();
+        let (procs, clock) = (ProcessCache::default(), WallClock::from_offset(0));
+        for format in [
+            Format {
+                with_raw: true,
+                redact: Redactor::new::<&str>(&[]),
+            },
+            Format {
+                with_raw: false,
+                redact: Redactor::none(),
+            },
+        ] {
+            let mut kept = Kept::default();
+            let mut objects = Vec::new();
+            for e in &emitted {
+                let mut out = Vec::new();
+                render_into(&mut out, e, &procs, &clock, &format, &mut kept);
+                let reference = with_line(e, &procs, &clock, &format, |line| {
+                    serde_json::to_string(line).unwrap()
+                });
+                assert_eq!(String::from_utf8(out).unwrap(), reference);
+                let line: serde_json::Value = serde_json::from_str(&reference).unwrap();
+                objects.push(line["headers"].to_string());
+            }
+            assert_eq!(objects[0], objects[1]);
+            assert_eq!(objects[5], objects[6]);
+            assert_eq!(objects[0], objects[7]);
+            let distinct: std::collections::HashSet<_> = objects[..7].iter().collect();
+            assert_eq!(distinct.len(), 5, "{objects:?}");
         }
     }
 }
