@@ -5,6 +5,7 @@ mod json;
 mod kept_headers;
 mod prefix;
 
+use json::member;
 use kept_headers::KeptHeaders;
 use prefix::{PrefixKey, Prefixes};
 
@@ -254,7 +255,7 @@ impl Line<'_> {
         let mut buf = [0u8; crate::clock::RFC3339_LEN];
         let mut o = json::Object::begin(out);
         o.plain_str(
-            "timestamp",
+            member!("timestamp"),
             crate::clock::rfc3339_ns_ascii(self.timestamp, &mut buf),
         );
         let send = self.direction == "send";
@@ -270,26 +271,26 @@ impl Line<'_> {
             o.members(members);
         } else {
             let start = o.position();
-            o.u64("pid", self.pid.into());
-            o.u64("tid", self.tid.into());
-            o.str("comm", self.comm);
-            o.str_or_null("cmdline", self.cmdline);
-            o.plain_str("direction", self.direction);
-            o.ip("source_ip", self.source_ip);
-            o.u64("source_port", self.source_port.into());
-            o.ip("dest_ip", self.dest_ip);
-            o.u64("dest_port", self.dest_port.into());
+            o.u64(member!("pid"), self.pid.into());
+            o.u64(member!("tid"), self.tid.into());
+            o.str(member!("comm"), self.comm);
+            o.str_or_null(member!("cmdline"), self.cmdline);
+            o.plain_str(member!("direction"), self.direction);
+            o.ip(member!("source_ip"), self.source_ip);
+            o.u64(member!("source_port"), self.source_port.into());
+            o.ip(member!("dest_ip"), self.dest_ip);
+            o.u64(member!("dest_port"), self.dest_port.into());
             kept.prefixes.put(self.conn_id, key, o.since(start));
         }
-        o.u64("bytes", self.bytes);
-        o.plain_str("http_version", self.http_version);
-        o.opt_str("method", self.method);
-        o.opt_str("url", self.url);
+        o.u64(member!("bytes"), self.bytes);
+        o.plain_str(member!("http_version"), self.http_version);
+        o.opt_str(member!("method"), self.method);
+        o.opt_str(member!("url"), self.url);
         if let Some(status) = self.status_code {
-            o.u64("status_code", status.into());
+            o.u64(member!("status_code"), status.into());
         }
-        o.opt_str("reason", self.reason);
-        let headers = o.key("headers");
+        o.opt_str(member!("reason"), self.reason);
+        let headers = o.key(member!("headers"));
         match self.field_lines {
             Some(lines) => kept
                 .headers
@@ -299,31 +300,31 @@ impl Line<'_> {
             None => self.headers.write_json(headers),
         }
         if !self.trailers.is_empty() {
-            self.trailers.write_json(o.key("trailers"));
+            self.trailers.write_json(o.key(member!("trailers")));
         }
-        o.str("body", &self.body);
-        o.opt_str("body_encoding", self.body_encoding);
-        o.u64("body_size", self.body_size);
-        o.bool("body_truncated", self.body_truncated);
-        o.opt_str("body_omitted", self.body_omitted);
-        o.opt_str("raw_payload", self.raw_payload.as_deref());
-        o.opt_str("raw_payload_encoding", self.raw_payload_encoding);
-        o.u64("conn_id", self.conn_id);
+        o.str(member!("body"), &self.body);
+        o.opt_str(member!("body_encoding"), self.body_encoding);
+        o.u64(member!("body_size"), self.body_size);
+        o.bool(member!("body_truncated"), self.body_truncated);
+        o.opt_str(member!("body_omitted"), self.body_omitted);
+        o.opt_str(member!("raw_payload"), self.raw_payload.as_deref());
+        o.opt_str(member!("raw_payload_encoding"), self.raw_payload_encoding);
+        o.u64(member!("conn_id"), self.conn_id);
         if let Some(ms) = self.latency_ms {
-            o.f64("latency_ms", ms);
+            o.f64(member!("latency_ms"), ms);
         }
         if let Some(r) = &self.request {
-            let mut req = json::Object::begin(o.key("request"));
-            req.str("method", r.method);
-            req.str("url", r.url);
+            let mut req = json::Object::begin(o.key(member!("request")));
+            req.str(member!("method"), r.method);
+            req.str(member!("url"), r.url);
             req.end();
         }
         if self.request_lost {
-            o.bool("request_lost", true);
+            o.bool(member!("request_lost"), true);
         }
-        o.bool("incomplete", self.incomplete);
-        o.opt_str("incomplete_reason", self.incomplete_reason);
-        o.bool("capture_gap", self.capture_gap);
+        o.bool(member!("incomplete"), self.incomplete);
+        o.opt_str(member!("incomplete_reason"), self.incomplete_reason);
+        o.bool(member!("capture_gap"), self.capture_gap);
         o.end();
     }
 }
