@@ -325,7 +325,9 @@ def machine(meta):
 def markdown(data):
     meta, runs = data["meta"], data["runs"]
     s = meta["settings"]
-    out = [f"Made by `{meta['command']}` at {meta['stamp']} (commit {meta['commit']}, kernel "
+    changed = ("**The source changed during this run**: a build made meanwhile may have been "
+               "measured. " if meta.get("source_changed_during_run") else "")
+    out = [f"{changed}Made by `{meta['command']}` at {meta['stamp']} (commit {meta['commit']}, kernel "
            f"{meta['kernel']}, {meta['cpus']} CPUs, load average at start "
            f"{meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', [float('nan')])[0]:.2f}; "
            f"median load average during runs {fmt(med([r['loadavg'] for r in runs]), '.2f')}). "

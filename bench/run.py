@@ -138,16 +138,34 @@ def example_binary(name):
     return HERE.parent / "target" / "release" / "examples" / name
 
 
-def build_example(name):
-    """Builds bench/NAME.rs; returns its binary."""
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", name],
-                   cwd=HERE.parent, check=True)
-    return example_binary(name)
+EXAMPLES = ("reader_cost", "housekeeping", "syscall_cost")
+
+
+def build_examples():
+    """Builds the bench/*.rs programs the run uses, before its first measurement: built
+    when their turn came, at the end, they took in whatever the source had become by
+    then."""
+    for name in EXAMPLES:
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--locked", "--example", name],
+                       cwd=HERE.parent, check=True)
+
+
+def git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE).stdout.strip()
+
+
+def source_state():
+    """The commit, and the tracked files' differences from it (the README and the
+    results, which a run writes, aside): equal states are the same source."""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "changes": git("diff", "HEAD", "--", ":/", ":(exclude,top)README.md",
+                           ":(exclude,top)bench/results")}
 
 
 def example(name, runs):
-    """Builds bench/NAME.rs and returns what each of `runs` runs printed (JSON)."""
-    binary = build_example(name)
+    """Runs bench/NAME.rs (`build_examples` built it) and returns what each of `runs`
+    runs printed (JSON)."""
+    binary = example_binary(name)
     return [json.loads(subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout)
             for _ in range(runs)]
 
@@ -193,7 +211,7 @@ def syscall_cost(workdir, idle_pid, runs):
     """bench/syscall_cost.rs under each mode, in `runs` interleaved rounds: per round and
     mode, ns per write to /dev/null, per getppid and per loopback HTTP exchange, and for
     the profilers the exchanges captured whole."""
-    binary = build_example("syscall_cost")
+    binary = example_binary("syscall_cost")
     results = []
     for run in range(runs):
         for mode in rotated(MODES, run):
@@ -255,11 +273,12 @@ def main():
     stop_on_signals()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     raw_path = HERE / "results" / f"{stamp}.json"
+    build_examples()
+    source = source_state()
     meta = {
         "stamp": stamp,
         "command": os.environ.get("BENCH_COMMAND", "make bench"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, cwd=HERE).stdout.strip(),
+        "commit": source["commit"] + (" with uncommitted changes" if source["changes"] else ""),
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
@@ -359,6 +378,9 @@ def main():
             idle.kill()
             idle.wait()
     meta["loadavg_end"] = os.getloadavg()
+    # The profiler and the examples were built before the first measurement; a source
+    # that changed since may still have been built into them by a rebuild during the run.
+    meta["source_changed_during_run"] = source_state() != source
     save()
     report.write(raw_path)
 
