@@ -446,6 +446,21 @@ fn with_line<R>(
 mod tests {
     use super::*;
 
+    /// A message received by a server on 127.0.0.1:80 from port 40000, connection 1.
+    fn received_on_loopback(paired: crate::pairing::Paired) -> Emitted {
+        Emitted {
+            paired,
+            direction: 0,
+            conn_id: 1,
+            endpoints: crate::tracker::Endpoints {
+                local: "127.0.0.1".parse().unwrap(),
+                local_port: 80,
+                remote: "127.0.0.1".parse().unwrap(),
+                remote_port: 40000,
+            },
+        }
+    }
+
     #[test]
     fn repeated_headers_are_joined_under_the_first_spelling() {
         let fields = vec![
@@ -759,7 +774,6 @@ mod tests {
         use crate::{
             http::{ChunkMeta, Limits, Parser},
             pairing::Pairing,
-            tracker::Endpoints,
         };
         // Bytes, the head's length, the raw payload as shown, and whether the head holds a
         // Cookie field (which the header object must show hidden).
@@ -807,17 +821,7 @@ mod tests {
             parser.feed(bytes, meta, &mut pairing.sink(&mut out));
             let paired = out.pop().expect("one message");
             assert_eq!(paired.message.head_len, head_len);
-            let e = Emitted {
-                paired,
-                direction: 0,
-                conn_id: 1,
-                endpoints: Endpoints {
-                    local: "127.0.0.1".parse().unwrap(),
-                    local_port: 80,
-                    remote: "127.0.0.1".parse().unwrap(),
-                    remote_port: 40000,
-                },
-            };
+            let e = received_on_loopback(paired);
             for with_raw in [true, false] {
                 let format = Format {
                     with_raw,
@@ -855,7 +859,6 @@ mod tests {
         use crate::{
             http::{ChunkMeta, Limits, Parser},
             pairing::Pairing,
-            tracker::Endpoints,
         };
         let heads: [&[u8]; 9] = [
             b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
@@ -894,20 +897,7 @@ mod tests {
             Some(&b"Host: h\r\nAccept: */*\r\n\r\n"[..])
         );
         assert_eq!(messages[8].message.field_lines(), None);
-        let emitted: Vec<Emitted> = messages
-            .into_iter()
-            .map(|paired| Emitted {
-                paired,
-                direction: 0,
-                conn_id: 1,
-                endpoints: Endpoints {
-                    local: "127.0.0.1".parse().unwrap(),
-                    local_port: 80,
-                    remote: "127.0.0.1".parse().unwrap(),
-                    remote_port: 40000,
-                },
-            })
-            .collect();
+        let emitted: Vec<Emitted> = messages.into_iter().map(received_on_loopback).collect();
         let (procs, clock) = (ProcessCache::default(), WallClock::from_offset(0));
         for format in [
             Format {
