@@ -1,6 +1,7 @@
 //! JSON lines: one object per HTTP message, with the original Go profiler's field names.
 //! Every field is described in docs/fields.md.
 
+mod conn_slots;
 mod json;
 mod kept_headers;
 mod prefix;
@@ -267,7 +268,7 @@ impl Line<'_> {
             source: (self.source_ip, self.source_port),
             dest: (self.dest_ip, self.dest_port),
         };
-        if let Some(members) = kept.prefixes.get(self.conn_id, &key) {
+        if let Some(members) = kept.prefixes.get(self.conn_id, send, &key) {
             o.members(members);
         } else {
             let start = o.position();
@@ -280,7 +281,7 @@ impl Line<'_> {
             o.u64(member!("source_port"), self.source_port.into());
             o.ip(member!("dest_ip"), self.dest_ip);
             o.u64(member!("dest_port"), self.dest_port.into());
-            kept.prefixes.put(self.conn_id, key, o.since(start));
+            kept.prefixes.put(self.conn_id, send, &key, o.since(start));
         }
         o.u64(member!("bytes"), self.bytes);
         o.plain_str(member!("http_version"), self.http_version);

@@ -9,37 +9,16 @@
 //! redaction is the same for every line of a run. The connection id only chooses the
 //! slot. A message whose lines differ costs one comparison and a copy into the slot.
 
-/// Slots, chosen by connection and direction: a table of fixed size, so a host with many
-/// connections writes some objects afresh rather than holding more memory.
-const SLOTS: usize = 1024;
+use super::conn_slots::{ConnSlots, MAX_KEPT};
 
-/// Field lines, or objects, longer than this (large cookies) are not kept: 1,024 slots
-/// of them would hold megabytes.
-const MAX_KEPT: usize = 1024;
-
-struct Kept {
-    field_lines: Vec<u8>,
-    object: Vec<u8>,
-}
-
-/// Header objects written for recent (connection, direction) pairs.
+/// Header objects written for recent (connection, direction) pairs, each kept with the
+/// field lines it was written from.
+#[derive(Default)]
 pub struct KeptHeaders {
-    slots: Vec<Option<Kept>>,
-}
-
-impl Default for KeptHeaders {
-    fn default() -> Self {
-        Self {
-            slots: std::iter::repeat_with(|| None).take(SLOTS).collect(),
-        }
-    }
+    slots: ConnSlots<Vec<u8>>,
 }
 
 impl KeptHeaders {
-    fn slot(conn_id: u64, send: bool) -> usize {
-        ((conn_id << 1) | u64::from(send)) as usize % SLOTS
-    }
-
     /// Appends to `out` the object for a message with `field_lines` on `conn_id`: the
     /// one kept when the slot holds it for the same lines, else the one `write` writes,
     /// which the slot then keeps in place of what it held.
@@ -51,38 +30,22 @@ impl KeptHeaders {
         out: &mut Vec<u8>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let slot = &mut self.slots[Self::slot(conn_id, send)];
-        if let Some(kept) = slot
-            && kept.field_lines == field_lines
-        {
-            out.extend_from_slice(&kept.object);
+        if let Some(object) = self.slots.get(conn_id, send, field_lines) {
+            out.extend_from_slice(object);
             return;
         }
         let start = out.len();
         write(out);
-        let object = &out[start..];
-        if field_lines.len() > MAX_KEPT || object.len() > MAX_KEPT {
-            return;
-        }
-        match slot {
-            Some(kept) => {
-                kept.field_lines.clear();
-                kept.field_lines.extend_from_slice(field_lines);
-                kept.object.clear();
-                kept.object.extend_from_slice(object);
-            }
-            None => {
-                *slot = Some(Kept {
-                    field_lines: field_lines.to_vec(),
-                    object: object.to_vec(),
-                })
-            }
+        // Lines over the bound are not kept either: the slot would hold them too.
+        if field_lines.len() <= MAX_KEPT {
+            self.slots.put(conn_id, send, field_lines, &out[start..]);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::conn_slots::SLOTS;
     use super::*;
 
     /// Writes through `kept`, returning what was appended and whether `write` ran.
