@@ -6,7 +6,9 @@
 //! each finished message to a [`MessageSink`]. It never panics on any input and keeps at
 //! most `Limits` bytes per message.
 
-use std::mem::MaybeUninit;
+mod head;
+
+use std::sync::Arc;
 
 use crate::chunked::{ChunkedDecoder, ChunkedStep};
 
@@ -17,6 +19,10 @@ pub type Text = compact_str::CompactString;
 
 /// A header or trailer field: name and value.
 pub type Field = (Text, Text);
+
+/// A head's header fields, shared by the messages whose field lines were the same
+/// (`head::KnownFields`).
+pub type Fields = Arc<[Field]>;
 
 /// Per-message memory bounds.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +92,7 @@ pub struct Message {
     pub start: StartLine,
     /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
-    pub headers: Vec<Field>,
+    pub headers: Fields,
     pub trailers: Vec<Field>,
     /// Decoded body, at most `Limits::max_body` bytes.
     pub body: Vec<u8>,
@@ -183,8 +189,12 @@ pub struct Parser {
     head_gap: bool,
     /// Set after a 101 or a CONNECT tunnel: the connection is no longer HTTP.
     switched: bool,
+    /// The last head's field lines and fields, for the next head to share.
+    known: head::KnownFields,
 }
 
+/// The most header (or trailer) fields a message may have; httparse rejects a head with
+/// more.
 const MAX_HEADERS: usize = 256;
 
 /// A head buffer is kept for the next head up to this size; a larger one (a head with
@@ -223,6 +233,7 @@ impl Parser {
             head_meta: ChunkMeta::default(),
             head_gap: false,
             switched: false,
+            known: head::KnownFields::default(),
         }
     }
 
@@ -242,7 +253,7 @@ impl Parser {
             } => message.body.capacity() + message.raw.capacity() + fields_held,
             State::Head { .. } | State::Done => 0,
         };
-        self.head.capacity() + message
+        self.head.capacity() + self.known.held_bytes() + message
     }
 
     /// Whether a message has started and not yet been written.
@@ -400,7 +411,7 @@ impl Parser {
 
     fn parse_taken_head(&mut self, head: &[u8], meta: ChunkMeta, sink: &mut dyn MessageSink) {
         let gap = std::mem::take(&mut self.head_gap);
-        let Some(parsed) = parse_head(head) else {
+        let Some(parsed) = self.known.parse(head) else {
             self.state = State::Head { synced: false };
             return;
         };
@@ -543,7 +554,7 @@ impl Parser {
         &self,
         start: StartLine,
         version_minor: u8,
-        headers: Vec<Field>,
+        headers: Fields,
         head: &[u8],
         capture_gap: bool,
         body_len: usize,
@@ -581,7 +592,7 @@ impl Parser {
         let mut message = self.message_from_head(
             start,
             1,
-            Vec::new(),
+            Fields::default(),
             &head,
             gap || why == Incomplete::Gap,
             0,
@@ -647,47 +658,6 @@ fn blank_line_end(head: &[u8], start: usize, blank: &[u8]) -> Option<usize> {
         .find(|&end| head[end - blank.len()..end] == *blank)
 }
 
-struct ParsedHead {
-    start: StartLine,
-    version_minor: u8,
-    headers: Vec<Field>,
-}
-
-fn parse_head(head: &[u8]) -> Option<ParsedHead> {
-    // Header slots left uninitialised on the stack: a zeroed array of MAX_HEADERS on the
-    // heap for every message cost more than the parse itself.
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut no_headers = [];
-    let config = httparse::ParserConfig::default();
-    if head.starts_with(b"HTTP/") {
-        let mut res = httparse::Response::new(&mut no_headers);
-        match config.parse_response_with_uninit_headers(&mut res, head, &mut storage) {
-            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
-                start: StartLine::Response {
-                    status: res.code?,
-                    reason: res.reason.unwrap_or_default().into(),
-                },
-                version_minor: res.version?,
-                headers: collect_headers(res.headers),
-            }),
-            _ => None,
-        }
-    } else {
-        let mut req = httparse::Request::new(&mut no_headers);
-        match config.parse_request_with_uninit_headers(&mut req, head, &mut storage) {
-            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
-                start: StartLine::Request {
-                    method: req.method?.into(),
-                    url: req.path?.into(),
-                },
-                version_minor: req.version?,
-                headers: collect_headers(req.headers),
-            }),
-            _ => None,
-        }
-    }
-}
-
 /// The start line of a head that never completed, when it is a well-formed one: the
 /// message is then written, flagged; anything else is dropped as noise.
 fn partial_start_line(head: &[u8]) -> Option<StartLine> {
@@ -717,38 +687,14 @@ fn partial_start_line(head: &[u8]) -> Option<StartLine> {
     }
 }
 
-fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Field> {
-    // Sized up front: growing it field by field showed in the reader's profile.
-    let mut fields = Vec::with_capacity(headers.len());
-    fields.extend(
-        headers
-            .iter()
-            .take_while(|h| !h.name.is_empty())
-            .map(|h| (Text::from(h.name), field_value(h.value))),
-    );
-    fields
-}
-
-/// A field's value as text, invalid UTF-8 replaced. Values are nearly always ASCII, and
-/// checking for that costs a fraction of a full UTF-8 validation of a short value, which
-/// showed in the reader's profile (about 110 instructions a value).
-fn field_value(value: &[u8]) -> Text {
-    if value.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8.
-        Text::from(unsafe { std::str::from_utf8_unchecked(value) })
-    } else {
-        Text::from_utf8_lossy(value)
-    }
-}
-
 /// Bytes a list of header fields holds: the list, and its text (`text_held`).
-fn fields_held(fields: &Vec<Field>) -> usize {
+fn fields_held(fields: &[Field]) -> usize {
     let text = fields
         .iter()
         .flat_map(|(name, value)| [name, value])
         .map(text_held)
         .sum::<usize>();
-    fields.capacity() * std::mem::size_of::<Field>() + text
+    std::mem::size_of_val(fields) + text
 }
 
 /// Bytes `text` holds outside itself: none when it is short enough to be kept inline.

@@ -109,7 +109,7 @@ mod tests {
                 message: Message {
                     start,
                     version_minor: 1,
-                    headers: vec![],
+                    headers: Default::default(),
                     trailers: vec![],
                     body: b"hello".to_vec(),
                     body_len: 5,

@@ -579,7 +579,8 @@ mod tests {
                             ("Authorization".into(), "secret".into()),
                             ("X".into(), "1".into()),
                             ("x".into(), all.clone()),
-                        ],
+                        ]
+                        .into(),
                         trailers: vec![("T\u{1}".into(), "\u{0}".into())],
                         raw: body.clone(),
                         head_len: 0,
@@ -686,7 +687,7 @@ mod tests {
                         url: "/".into(),
                     },
                     version_minor: 1,
-                    headers: Vec::new(),
+                    headers: Default::default(),
                     trailers: Vec::new(),
                     raw: Vec::new(),
                     head_len: 0,
