@@ -418,7 +418,7 @@ impl Parser {
         let body = match &parsed.start {
             StartLine::Request { method, url } => {
                 sink.request_started(method, url);
-                request_body(&parsed.headers)
+                request_body(parsed.framing)
             }
             StartLine::Response { status, .. } => {
                 let method = sink.pending_request_method();
@@ -427,7 +427,7 @@ impl Parser {
                 if tunnel {
                     self.switched = true;
                 }
-                response_body(*status, method, &parsed.headers)
+                response_body(*status, method, parsed.framing)
             }
         };
         // The raw payload takes the body too: sized for it now, not grown when it comes.
@@ -713,6 +713,26 @@ fn header<'a>(headers: &'a [Field], name: &'a str) -> impl Iterator<Item = &'a s
         .map(|(_, v)| v.as_str())
 }
 
+/// What frames a message's body, as its header fields say: read once per set of fields,
+/// and kept with them when they repeat (`head::KnownFields`), instead of searching the
+/// fields by name for every message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// The last transfer coding is chunked.
+    chunked: bool,
+    /// The first Content-Length, parsed (`Err` when it is not a number).
+    content_length: Option<Result<u64, ()>>,
+}
+
+impl Framing {
+    fn of(headers: &[Field]) -> Self {
+        Self {
+            chunked: is_chunked(headers),
+            content_length: content_length(headers),
+        }
+    }
+}
+
 fn is_chunked(headers: &[Field]) -> bool {
     header(headers, "transfer-encoding")
         .flat_map(|v| v.split(','))
@@ -726,11 +746,11 @@ fn content_length(headers: &[Field]) -> Option<Result<u64, ()>> {
 }
 
 /// RFC 9112 section 6.3, for requests: chunked, else Content-Length, else no body.
-fn request_body(headers: &[Field]) -> Body {
-    if is_chunked(headers) {
+fn request_body(framing: Framing) -> Body {
+    if framing.chunked {
         Body::Chunked(ChunkedDecoder::default())
     } else {
-        match content_length(headers) {
+        match framing.content_length {
             Some(Ok(n)) => Body::Length(n),
             // An invalid length cannot be framed; the head is kept, the rest resyncs.
             Some(Err(())) | None => Body::Length(0),
@@ -739,7 +759,7 @@ fn request_body(headers: &[Field]) -> Body {
 }
 
 /// RFC 9112 section 6.3, for responses.
-fn response_body(status: u16, request_method: Option<&str>, headers: &[Field]) -> Body {
+fn response_body(status: u16, request_method: Option<&str>, framing: Framing) -> Body {
     if (100..200).contains(&status)
         || status == 204
         || status == 304
@@ -750,10 +770,10 @@ fn response_body(status: u16, request_method: Option<&str>, headers: &[Field]) -
     if request_method == Some("CONNECT") && (200..300).contains(&status) {
         return Body::Length(0);
     }
-    if is_chunked(headers) {
+    if framing.chunked {
         return Body::Chunked(ChunkedDecoder::default());
     }
-    match content_length(headers) {
+    match framing.content_length {
         Some(Ok(n)) => Body::Length(n),
         Some(Err(())) | None => Body::UntilClose,
     }

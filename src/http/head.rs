@@ -11,7 +11,7 @@
 
 use std::{mem::MaybeUninit, sync::Arc};
 
-use super::{Fields, MAX_HEADERS, StartLine, Text, fields_held};
+use super::{Fields, Framing, MAX_HEADERS, StartLine, Text, fields_held};
 
 /// Field lines longer than this (large cookies, tokens) are not kept: every connection
 /// end would hold them.
@@ -25,13 +25,14 @@ pub struct ParsedHead {
     pub start: StartLine,
     pub version_minor: u8,
     pub headers: Fields,
+    pub framing: Framing,
 }
 
 /// The field lines of a connection end's last head, and the fields they parsed to.
 #[derive(Default)]
 pub struct KnownFields {
     lines: Vec<u8>,
-    fields: Option<Fields>,
+    fields: Option<(Fields, Framing)>,
     /// What `fields` hold (`fields_held`), counted when they were kept.
     fields_held: usize,
 }
@@ -42,18 +43,22 @@ impl KnownFields {
     pub fn parse(&mut self, head: &[u8]) -> Option<ParsedHead> {
         let start_line_len = memchr::memchr(b'\n', head)? + 1;
         let (start_line, lines) = head.split_at(start_line_len);
-        if let Some(fields) = &self.fields
+        if let Some(known) = &self.fields
             && self.lines == lines
-            && let Some(parsed) = parse_start_line(start_line, fields)
+            && let Some(parsed) = parse_start_line(start_line, known)
         {
             return Some(parsed);
         }
-        let parsed = parse_head(head, collect_headers)?;
-        self.keep(lines, &parsed.headers);
+        let parsed = parse_head(head, |headers| {
+            let fields = collect_headers(headers);
+            let framing = Framing::of(&fields);
+            (fields, framing)
+        })?;
+        self.keep(lines, &parsed);
         Some(parsed)
     }
 
-    fn keep(&mut self, lines: &[u8], fields: &Fields) {
+    fn keep(&mut self, lines: &[u8], parsed: &ParsedHead) {
         if lines.len() > MAX_KEPT_LINES {
             self.fields = None;
             self.fields_held = 0;
@@ -61,8 +66,8 @@ impl KnownFields {
         }
         self.lines.clear();
         self.lines.extend_from_slice(lines);
-        self.fields = Some(Arc::clone(fields));
-        self.fields_held = fields_held(fields);
+        self.fields = Some((Arc::clone(&parsed.headers), parsed.framing));
+        self.fields_held = fields_held(&parsed.headers);
     }
 
     /// Bytes kept: the field lines and their fields.
@@ -71,52 +76,58 @@ impl KnownFields {
     }
 }
 
-/// A head of `start_line` (with its line end) and field lines that parsed to `fields`.
-fn parse_start_line(start_line: &[u8], fields: &Fields) -> Option<ParsedHead> {
+/// A head of `start_line` (with its line end) and field lines that parsed to `known`.
+fn parse_start_line(start_line: &[u8], known: &(Fields, Framing)) -> Option<ParsedHead> {
     let mut alone = [0u8; MAX_START_LINE + 2];
     let len = start_line.len();
     alone.get_mut(..len)?.copy_from_slice(start_line);
     alone[len..len + 2].copy_from_slice(b"\r\n");
-    parse_head(&alone[..len + 2], |_| Arc::clone(fields))
+    parse_head(&alone[..len + 2], |_| (Arc::clone(&known.0), known.1))
 }
 
-/// Parses a complete head; `collect` makes its fields from httparse's.
+/// Parses a complete head; `collect` makes its fields, and reads their framing, from
+/// httparse's.
 fn parse_head(
     head: &[u8],
-    collect: impl FnOnce(&[httparse::Header<'_>]) -> Fields,
+    collect: impl FnOnce(&[httparse::Header<'_>]) -> (Fields, Framing),
 ) -> Option<ParsedHead> {
     // Header slots left uninitialised on the stack: a zeroed array of MAX_HEADERS on the
     // heap for every message cost more than the parse itself.
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut no_headers = [];
     let config = httparse::ParserConfig::default();
-    if head.starts_with(b"HTTP/") {
+    let (start, version_minor, headers) = if head.starts_with(b"HTTP/") {
         let mut res = httparse::Response::new(&mut no_headers);
-        match config.parse_response_with_uninit_headers(&mut res, head, &mut storage) {
-            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
-                start: StartLine::Response {
-                    status: res.code?,
-                    reason: res.reason.unwrap_or_default().into(),
-                },
-                version_minor: res.version?,
-                headers: collect(res.headers),
-            }),
-            _ => None,
-        }
+        let Ok(httparse::Status::Complete(_)) =
+            config.parse_response_with_uninit_headers(&mut res, head, &mut storage)
+        else {
+            return None;
+        };
+        let start = StartLine::Response {
+            status: res.code?,
+            reason: res.reason.unwrap_or_default().into(),
+        };
+        (start, res.version?, res.headers)
     } else {
         let mut req = httparse::Request::new(&mut no_headers);
-        match config.parse_request_with_uninit_headers(&mut req, head, &mut storage) {
-            Ok(httparse::Status::Complete(_)) => Some(ParsedHead {
-                start: StartLine::Request {
-                    method: req.method?.into(),
-                    url: req.path?.into(),
-                },
-                version_minor: req.version?,
-                headers: collect(req.headers),
-            }),
-            _ => None,
-        }
-    }
+        let Ok(httparse::Status::Complete(_)) =
+            config.parse_request_with_uninit_headers(&mut req, head, &mut storage)
+        else {
+            return None;
+        };
+        let start = StartLine::Request {
+            method: req.method?.into(),
+            url: req.path?.into(),
+        };
+        (start, req.version?, req.headers)
+    };
+    let (headers, framing) = collect(headers);
+    Some(ParsedHead {
+        start,
+        version_minor,
+        headers,
+        framing,
+    })
 }
 
 /// The fields as text, in one allocation: httparse hands over only the fields it parsed,
@@ -204,13 +215,16 @@ mod tests {
 
     #[test]
     fn parsing_with_kept_lines_equals_parsing_afresh() {
-        let heads: [&[u8]; 6] = [
+        let heads: [&[u8]; 9] = [
             b"GET / HTTP/1.1\r\nA: 1\r\nB:  x y \r\n\r\n",
             b"HTTP/1.1 200 OK\r\nA: 1\r\nB:  x y \r\n\r\n",
             b"HTTP/1.0 404 Not\xffFound\r\nA: 1\r\nB:  x y \r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"PUT /p HTTP/1.1\r\n\r\n",
             b"PUT /p HTTP/1.1\r\nV: caf\xc3\xa9 \xff\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nContent-Length: 12\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x1\r\n\r\n",
         ];
         let mut known = KnownFields::default();
         for head in heads.iter().chain(heads.iter().rev()) {
@@ -219,6 +233,7 @@ mod tests {
             assert_eq!(kept.start, fresh.start);
             assert_eq!(kept.version_minor, fresh.version_minor);
             assert_eq!(kept.headers, fresh.headers);
+            assert_eq!(kept.framing, fresh.framing);
         }
     }
 
