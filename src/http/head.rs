@@ -78,11 +78,14 @@ impl KnownFields {
 
 /// A head of `start_line` (with its line end) and field lines that parsed to `known`.
 fn parse_start_line(start_line: &[u8], known: &(Fields, Framing)) -> Option<ParsedHead> {
-    let mut alone = [0u8; MAX_START_LINE + 2];
-    let len = start_line.len();
-    alone.get_mut(..len)?.copy_from_slice(start_line);
-    alone[len..len + 2].copy_from_slice(b"\r\n");
-    parse_head(&alone[..len + 2], |_| (Arc::clone(&known.0), known.1))
+    let mut buf = [0u8; MAX_START_LINE + 2];
+    let (line, blank) = buf
+        .get_mut(..start_line.len() + 2)?
+        .split_at_mut(start_line.len());
+    line.copy_from_slice(start_line);
+    blank.copy_from_slice(b"\r\n");
+    let alone = &buf[..start_line.len() + 2];
+    parse_head(alone, |_| (Arc::clone(&known.0), known.1))
 }
 
 /// Parses a complete head; `collect` makes its fields, and reads their framing, from
@@ -248,9 +251,14 @@ mod tests {
         assert_eq!(known.held_bytes(), 0, "lines over the bound are not kept");
         known.parse(b"GET / HTTP/1.1\r\nA: 1\r\n\r\n").unwrap();
         assert!(known.held_bytes() > 0);
-        let url = "u".repeat(MAX_START_LINE);
-        let long = format!("GET /{url} HTTP/1.1\r\nA: 1\r\n\r\n");
-        let parsed = known.parse(long.as_bytes()).unwrap();
-        assert_eq!(request_target(&parsed).1, format!("/{url}"));
+        // Start lines of every length around the bound, with their line end: parsed
+        // alone up to MAX_START_LINE bytes, whole beyond it, never out of the buffer.
+        let around = MAX_START_LINE - 20..MAX_START_LINE + 20;
+        for start_line_len in around {
+            let url = "u".repeat(start_line_len - "GET / HTTP/1.1\r\n".len());
+            let long = format!("GET /{url} HTTP/1.1\r\nA: 1\r\n\r\n");
+            let parsed = known.parse(long.as_bytes()).unwrap();
+            assert_eq!(request_target(&parsed).1, format!("/{url}"));
+        }
     }
 }
