@@ -101,11 +101,10 @@ pub struct Message {
     pub body_truncated: bool,
     /// The message as on the wire, at most `Limits::max_raw` bytes.
     pub raw: Vec<u8>,
-    /// How many leading bytes of `raw` are the head as parsed: the start line and the
-    /// fields of `headers`, no other line. 0 for a head that was not parsed whole.
+    /// How many leading bytes of `raw` are the head as parsed (all of `raw` when it was
+    /// cut within the head): the start line and the fields of `headers`, no other line.
+    /// 0 for a message without a parsed head.
     pub head_len: usize,
-    /// `raw` holds the whole parsed head (it was not cut at `Limits::max_raw`).
-    pub head_whole: bool,
     /// Wire bytes of the whole message, captured or not.
     pub wire_bytes: u64,
     pub first: ChunkMeta,
@@ -120,18 +119,6 @@ pub struct Message {
 impl Message {
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
-    }
-
-    /// The head's bytes after its start line, as on the wire, when `raw` holds the
-    /// whole head: `headers` is what they parse to, so two messages whose field lines
-    /// are equal have equal `headers`.
-    pub fn field_lines(&self) -> Option<&[u8]> {
-        if !self.head_whole {
-            return None;
-        }
-        let head = &self.raw[..self.head_len];
-        let start_line = memchr::memchr(b'\n', head)?;
-        Some(&head[start_line + 1..])
     }
 }
 
@@ -445,7 +432,6 @@ impl Parser {
         );
         message.last_timestamp_ns = meta.timestamp_ns;
         message.head_len = head.len().min(message.raw.len());
-        message.head_whole = message.head_len == head.len();
         match body {
             Body::Length(0) => {
                 sink.message(message);
@@ -572,7 +558,6 @@ impl Parser {
             body_truncated: false,
             raw,
             head_len: 0,
-            head_whole: false,
             wire_bytes: head.len() as u64,
             first: self.head_meta,
             last_timestamp_ns: self.head_meta.timestamp_ns,

@@ -116,7 +116,6 @@ mod tests {
                     body_truncated: false,
                     raw: vec![],
                     head_len: 0,
-                    head_whole: false,
                     wire_bytes: 50,
                     first: ChunkMeta {
                         timestamp_ns: 0,

@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use crate::{
     clock::WallClock,
-    http::{Field, StartLine},
+    http::{Field, Fields, StartLine},
     procinfo::ProcessCache,
     redact::{REDACTED, Redactor},
     tracker::Emitted,
@@ -101,9 +101,10 @@ struct Line<'a> {
     /// Which reading of the process's name and command line `comm` and `cmdline` are.
     #[serde(skip)]
     proc_stamp: u64,
-    /// What `headers` was parsed from, when known (`Message::field_lines`).
+    /// The fields of `headers` as the parser shares them among the messages whose
+    /// field lines repeat: the kept header objects know them by this `Arc`.
     #[serde(skip)]
-    field_lines: Option<&'a [u8]>,
+    fields: &'a Fields,
 }
 
 /// RFC 3339 in UTC with nanoseconds, written straight into the line.
@@ -268,7 +269,7 @@ impl Line<'_> {
             source: (self.source_ip, self.source_port),
             dest: (self.dest_ip, self.dest_port),
         };
-        if let Some(members) = kept.prefixes.get(self.conn_id, send, &key) {
+        if let Some(members) = kept.prefixes.get(self.conn_id, send, |k| *k == key) {
             o.members(members);
         } else {
             let start = o.position();
@@ -281,7 +282,7 @@ impl Line<'_> {
             o.u64(member!("source_port"), self.source_port.into());
             o.ip(member!("dest_ip"), self.dest_ip);
             o.u64(member!("dest_port"), self.dest_port.into());
-            kept.prefixes.put(self.conn_id, send, &key, o.since(start));
+            kept.prefixes.put(self.conn_id, send, key, o.since(start));
         }
         o.u64(member!("bytes"), self.bytes);
         o.plain_str(member!("http_version"), self.http_version);
@@ -292,14 +293,10 @@ impl Line<'_> {
         }
         o.opt_str(member!("reason"), self.reason);
         let headers = o.key(member!("headers"));
-        match self.field_lines {
-            Some(lines) => kept
-                .headers
-                .write(self.conn_id, send, lines, headers, |out| {
-                    self.headers.write_json(out)
-                }),
-            None => self.headers.write_json(headers),
-        }
+        kept.headers
+            .write(self.conn_id, send, self.fields, headers, |out| {
+                self.headers.write_json(out)
+            });
         if !self.trailers.is_empty() {
             self.trailers.write_json(o.key(member!("trailers")));
         }
@@ -438,7 +435,7 @@ fn with_line<R>(
         incomplete_reason: m.incomplete.map(|i| i.as_str()),
         capture_gap: m.capture_gap,
         proc_stamp: proc.map_or(0, |p| p.stamp),
-        field_lines: m.field_lines(),
+        fields: &m.headers,
     };
     f(&line)
 }
@@ -584,7 +581,6 @@ mod tests {
                         trailers: vec![("T\u{1}".into(), "\u{0}".into())],
                         raw: body.clone(),
                         head_len: 0,
-                        head_whole: false,
                         body,
                         body_len: 42,
                         body_truncated: true,
@@ -691,7 +687,6 @@ mod tests {
                     trailers: Vec::new(),
                     raw: Vec::new(),
                     head_len: 0,
-                    head_whole: false,
                     body: Vec::new(),
                     body_len: 0,
                     body_truncated: false,
@@ -854,15 +849,17 @@ mod tests {
     }
 
     /// Heads parsed one after another on one kept-alive connection, rendered with the
-    /// same `Kept`: a header object is reused only for the same field lines, and every
-    /// line is still the one serde_json writes from the message alone.
+    /// same `Kept`: messages share their fields only when their field lines repeat
+    /// (whether or not the raw payload holds the whole head), and every line, written
+    /// with a kept header object or not, is still the one serde_json writes from the
+    /// message alone.
     #[test]
-    fn kept_header_objects_are_reused_only_for_the_same_field_lines() {
+    fn kept_header_objects_follow_the_shared_fields() {
         use crate::{
             http::{ChunkMeta, Limits, Parser},
             pairing::Pairing,
         };
-        let heads: [&[u8]; 9] = [
+        let heads: [&[u8]; 10] = [
             b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
             b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
             b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n",
@@ -871,8 +868,9 @@ mod tests {
             b"GET /b HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\n\r\n",
             b"GET /b HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\n\r\n",
             b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
-            // Cut by the raw payload's limit below: never kept, never reused.
+            // Cut by the raw payload's limit below: the fields are shared all the same.
             b"GET /b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+            b"GET /c HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
         ];
         let limits = Limits {
             max_raw: 64,
@@ -889,16 +887,15 @@ mod tests {
             parser.feed(head, meta, &mut pairing.sink(&mut messages));
         }
         assert_eq!(messages.len(), heads.len());
-        let whole: Vec<bool> = messages.iter().map(|p| p.message.head_whole).collect();
+        let shares_with_previous: Vec<bool> = messages
+            .windows(2)
+            .map(|w| std::sync::Arc::ptr_eq(&w[0].message.headers, &w[1].message.headers))
+            .collect();
         assert_eq!(
-            whole,
-            [true, true, true, true, true, true, true, true, false]
+            shares_with_previous,
+            [true, false, false, false, false, true, false, false, true]
         );
-        assert_eq!(
-            messages[0].message.field_lines(),
-            Some(&b"Host: h\r\nAccept: */*\r\n\r\n"[..])
-        );
-        assert_eq!(messages[8].message.field_lines(), None);
+        assert_eq!(messages[9].message.raw.len(), 64, "the raw payload is cut");
         let emitted: Vec<Emitted> = messages.into_iter().map(received_on_loopback).collect();
         let (procs, clock) = (ProcessCache::default(), WallClock::from_offset(0));
         for format in [
@@ -926,8 +923,9 @@ mod tests {
             assert_eq!(objects[0], objects[1]);
             assert_eq!(objects[5], objects[6]);
             assert_eq!(objects[0], objects[7]);
-            let distinct: std::collections::HashSet<_> = objects[..7].iter().collect();
-            assert_eq!(distinct.len(), 5, "{objects:?}");
+            assert_eq!(objects[8], objects[9]);
+            let distinct: std::collections::HashSet<_> = objects.iter().collect();
+            assert_eq!(distinct.len(), 6, "{objects:?}");
         }
     }
 }

@@ -4,55 +4,66 @@
 //! second), and writing the object (sorting and joining the fields, escaping names and
 //! values) was about a seventh of the reader's work per exchange.
 //!
-//! An object is reused only when the message's field lines are byte for byte those it
-//! was written from (`Message::field_lines`): equal lines parse to equal fields, and the
-//! redaction is the same for every line of a run. The connection id only chooses the
-//! slot. A message whose lines differ costs one comparison and a copy into the slot.
+//! The parser already tells when field lines repeat: the messages of a connection end
+//! whose field lines are byte for byte the same share one `Fields` allocation
+//! (`http::head::KnownFields`). An object is reused only for the very fields it was
+//! written from, found by that `Arc`'s identity: equal lines parse to equal fields, and
+//! the redaction is the same for every line of a run. The slot holds a clone of the
+//! `Arc`, so its allocation cannot be freed and reused by other fields while the object
+//! is kept. The connection id only chooses the slot.
 
-use super::conn_slots::{ConnSlots, MAX_KEPT};
+use std::sync::Arc;
+
+use super::conn_slots::ConnSlots;
+use crate::http::Fields;
 
 /// Header objects written for recent (connection, direction) pairs, each kept with the
-/// field lines it was written from.
+/// fields it was written from.
 #[derive(Default)]
 pub struct KeptHeaders {
-    slots: ConnSlots<Vec<u8>>,
+    slots: ConnSlots<Fields>,
 }
 
 impl KeptHeaders {
-    /// Appends to `out` the object for a message with `field_lines` on `conn_id`: the
-    /// one kept when the slot holds it for the same lines, else the one `write` writes,
+    /// Appends to `out` the object for a message with `fields` on `conn_id`: the one
+    /// kept when the slot holds it for these same fields, else the one `write` writes,
     /// which the slot then keeps in place of what it held.
     pub fn write(
         &mut self,
         conn_id: u64,
         send: bool,
-        field_lines: &[u8],
+        fields: &Fields,
         out: &mut Vec<u8>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        if let Some(object) = self.slots.get(conn_id, send, field_lines) {
+        if let Some(object) = self
+            .slots
+            .get(conn_id, send, |kept| Arc::ptr_eq(kept, fields))
+        {
             out.extend_from_slice(object);
             return;
         }
         let start = out.len();
         write(out);
-        // Lines over the bound are not kept either: the slot would hold them too.
-        if field_lines.len() <= MAX_KEPT {
-            self.slots.put(conn_id, send, field_lines, &out[start..]);
-        }
+        self.slots
+            .put(conn_id, send, Arc::clone(fields), &out[start..]);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::conn_slots::SLOTS;
+    use super::super::conn_slots::{MAX_KEPT, SLOTS};
     use super::*;
 
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        pairs.iter().map(|&(n, v)| (n.into(), v.into())).collect()
+    }
+
     /// Writes through `kept`, returning what was appended and whether `write` ran.
-    fn written(kept: &mut KeptHeaders, conn: u64, lines: &[u8], object: &[u8]) -> (Vec<u8>, bool) {
+    fn written(kept: &mut KeptHeaders, conn: u64, f: &Fields, object: &[u8]) -> (Vec<u8>, bool) {
         let mut out = b"prefix".to_vec();
         let mut ran = false;
-        kept.write(conn, true, lines, &mut out, |o| {
+        kept.write(conn, true, f, &mut out, |o| {
             ran = true;
             o.extend_from_slice(object);
         });
@@ -61,67 +72,71 @@ mod tests {
     }
 
     #[test]
-    fn an_object_is_reused_only_for_the_same_lines() {
+    fn an_object_is_reused_only_for_the_same_fields() {
         let mut kept = KeptHeaders::default();
+        let one = fields(&[("A", "1")]);
+        assert_eq!(written(&mut kept, 5, &one, b"{1}"), (b"{1}".to_vec(), true));
         assert_eq!(
-            written(&mut kept, 5, b"A: 1\r\n\r\n", b"{1}"),
-            (b"{1}".to_vec(), true)
-        );
-        assert_eq!(
-            written(&mut kept, 5, b"A: 1\r\n\r\n", b"{x}"),
+            written(&mut kept, 5, &Arc::clone(&one), b"{x}"),
             (b"{1}".to_vec(), false)
         );
-        // Other lines are written afresh and replace the kept ones.
+        // Equal fields parsed apart are other fields: written afresh, replacing the
+        // kept ones.
+        let one_again = fields(&[("A", "1")]);
         assert_eq!(
-            written(&mut kept, 5, b"A: 2\r\n\r\n", b"{2}"),
-            (b"{2}".to_vec(), true)
+            written(&mut kept, 5, &one_again, b"{1'}"),
+            (b"{1'}".to_vec(), true)
         );
         assert_eq!(
-            written(&mut kept, 5, b"A: 2\r\n\r\n", b"{x}"),
-            (b"{2}".to_vec(), false)
+            written(&mut kept, 5, &one_again, b"{x}"),
+            (b"{1'}".to_vec(), false)
         );
-        assert_eq!(
-            written(&mut kept, 5, b"A: 1\r\n\r\n", b"{1}"),
-            (b"{1}".to_vec(), true)
-        );
-        // A prefix of the kept lines is not the same lines.
-        assert_eq!(
-            written(&mut kept, 5, b"A: 1\r\n", b"{p}"),
-            (b"{p}".to_vec(), true)
-        );
+        assert_eq!(written(&mut kept, 5, &one, b"{1}"), (b"{1}".to_vec(), true));
+    }
+
+    #[test]
+    fn freed_fields_never_match_while_their_object_is_kept() {
+        let mut kept = KeptHeaders::default();
+        let first = fields(&[("A", "1")]);
+        let address = Arc::as_ptr(&first);
+        written(&mut kept, 5, &first, b"{1}");
+        drop(first);
+        // The slot's clone keeps the allocation alive: new fields of the same size
+        // cannot take its address and be mistaken for it.
+        for _ in 0..64 {
+            let other = fields(&[("B", "2")]);
+            assert_ne!(Arc::as_ptr(&other), address);
+        }
     }
 
     #[test]
     fn directions_and_connections_keep_their_own() {
         let mut kept = KeptHeaders::default();
-        written(&mut kept, 5, b"A: 1\r\n\r\n", b"{1}");
+        let one = fields(&[("A", "1")]);
+        written(&mut kept, 5, &one, b"{1}");
         let mut out = Vec::new();
         let mut ran = false;
-        kept.write(5, false, b"A: 1\r\n\r\n", &mut out, |o| {
+        kept.write(5, false, &one, &mut out, |o| {
             ran = true;
             o.extend_from_slice(b"{r}");
         });
         assert!(ran, "the other direction has its own slot");
-        // Another connection on the same slot takes it over; equal lines still give the
-        // kept object, which is what they render to on any connection.
+        // Another connection on the same slot takes it over.
         let other = 5 + SLOTS as u64 / 2;
+        let b = fields(&[("B", "1")]);
         assert_eq!(
-            written(&mut kept, other, b"B: 1\r\n\r\n", b"{b}"),
+            written(&mut kept, other, &b, b"{b}"),
             (b"{b}".to_vec(), true)
         );
-        assert_eq!(
-            written(&mut kept, 5, b"A: 1\r\n\r\n", b"{1}"),
-            (b"{1}".to_vec(), true)
-        );
+        assert_eq!(written(&mut kept, 5, &one, b"{1}"), (b"{1}".to_vec(), true));
     }
 
     #[test]
-    fn long_lines_and_objects_are_not_kept() {
+    fn long_objects_are_not_kept() {
         let mut kept = KeptHeaders::default();
         let long = vec![b'a'; MAX_KEPT + 1];
-        written(&mut kept, 1, &long, b"{l}");
-        assert!(written(&mut kept, 1, &long, b"{l}").1);
-        written(&mut kept, 2, b"A: 1\r\n\r\n", &long);
-        assert!(written(&mut kept, 2, b"A: 1\r\n\r\n", &long).1);
+        let one = fields(&[("A", "1")]);
+        written(&mut kept, 2, &one, &long);
+        assert!(written(&mut kept, 2, &one, &long).1);
     }
 }
