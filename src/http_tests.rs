@@ -571,3 +571,42 @@ fn field_values_keep_utf8_and_replace_bytes_that_are_not() {
     );
     assert_eq!(values(msgs[1]), ["caf\u{FFFD}", "\u{FFFD}"]);
 }
+
+/// `starts_like_message` as slices: every start, compared as far as `buf` goes.
+fn starts_like_message_by_slices(buf: &[u8]) -> bool {
+    MESSAGE_STARTS.iter().any(|p| {
+        let n = p.len().min(buf.len());
+        buf[..n] == p[..n]
+    })
+}
+
+#[test]
+fn message_starts_compared_as_numbers_agree_with_slices() {
+    let mut inputs: Vec<Vec<u8>> = vec![Vec::new(), b"GET /x HTTP/1.1".to_vec()];
+    for start in MESSAGE_STARTS {
+        let long = [start, b"/index.html HTTP/1.1\r\n"].concat();
+        for len in 0..=long.len().min(12) {
+            let prefix = long[..len].to_vec();
+            // Each byte changed in turn, to its other case and to a byte no start has.
+            for i in 0..len {
+                for replace in [prefix[i] ^ 0x20, b'x', 0, 0xff] {
+                    let mut changed = prefix.clone();
+                    changed[i] = replace;
+                    inputs.push(changed);
+                }
+            }
+            inputs.push(prefix);
+        }
+    }
+    let mut accepted = 0;
+    for input in &inputs {
+        let expected = starts_like_message_by_slices(input);
+        assert_eq!(starts_like_message(input), expected, "{input:?}");
+        accepted += usize::from(expected);
+    }
+    // Both answers occur: the comparison is not vacuous.
+    assert!(
+        accepted > 100 && accepted < inputs.len() - 100,
+        "{accepted}"
+    );
+}
