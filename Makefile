@@ -76,7 +76,7 @@ test: lint unit nix-check audit fuzz fuzz-gate integration vm-test
 # executed nothing. The crate is built without the probes (AYA_BUILD_SKIP) and without a
 # sanitizer: the code under test is safe Rust, and debug assertions catch overflow.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := pipeline parser
+FUZZ_TARGETS := pipeline parser known_fields
 FUZZ_BIN := fuzz/target/x86_64-unknown-linux-gnu/release
 fuzz: setup
 	AYA_BUILD_SKIP=1 cargo +nightly fuzz build --fuzz-dir fuzz -s none

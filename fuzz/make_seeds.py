@@ -54,6 +54,35 @@ def encode(pieces, config=0, split=7):
     return bytes([config, len(ops)]) + b"".join(ops) + data
 
 
+def start_line_of(length, method=b"GET"):
+    """A request line of exactly `length` bytes with its CRLF."""
+    fixed = len(method) + len(b" / HTTP/1.1\r\n")
+    return method + b" /" + b"u" * (length - fixed) + b" HTTP/1.1\r\n"
+
+
+# For known_fields: start lines parsed in turn with the same field lines after them.
+KNOWN_FIELDS = {
+    "requests": (
+        [b"GET /a HTTP/1.1\r\n", b"POST /b?q=1 HTTP/1.0\r\n", b"GET /c HTTP/1.1\n"],
+        b"Host: example.test\r\nAccept: */*\r\nContent-Length: 5\r\n\r\n",
+    ),
+    "responses": (
+        [b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 404 Not Found\r\n", b"HTTP/1.1 204 \xffNo\r\n"],
+        b"Date: Mon, 07 Dec 2026 02:00:00 GMT\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    ),
+    "bad_start_lines": (
+        [b"GET / HTTP/1.1\r\n", b"GET / HTTP/9.1\r\n", b"HTTP/1.1 2000 OK\r\n", b"G\x01T / HTTP/1.1\r\n"],
+        b"A: 1\r\n\r\n",
+    ),
+    "no_fields": ([b"GET / HTTP/1.1\r\n", b"PUT /p HTTP/1.1\r\n"], b"\r\n"),
+    # Around the longest start line parsed alone (512 bytes with its line end).
+    "long_start_lines": (
+        [start_line_of(n) for n in (64, 511, 512, 513, 514, 515)],
+        b"Host: h\r\n\r\n",
+    ),
+}
+
+
 def main():
     root = Path(__file__).resolve().parent / "corpus"
     for target in ("pipeline", "parser"):
@@ -62,6 +91,11 @@ def main():
         for name, pieces in EXCHANGES.items():
             (out / f"seed_{name}").write_bytes(encode(pieces))
             (out / f"seed_{name}_small_limits").write_bytes(encode(pieces, config=1, split=3))
+    out = root / "known_fields"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (start_lines, field_lines) in KNOWN_FIELDS.items():
+        seed = bytes([len(start_lines) - 1]) + b"".join(start_lines) + field_lines
+        (out / f"seed_{name}").write_bytes(seed)
 
 
 if __name__ == "__main__":

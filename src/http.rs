@@ -6,7 +6,7 @@
 //! each finished message to a [`MessageSink`]. It never panics on any input and keeps at
 //! most `Limits` bytes per message.
 
-mod head;
+pub mod head;
 
 use std::sync::Arc;
 
