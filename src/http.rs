@@ -663,11 +663,18 @@ pub fn find_message_start(bytes: &[u8]) -> Option<usize> {
     })
 }
 
-/// The end of the head (just past the blank line), searching from near `from`. Steps
-/// from one LF to the next (memchr), not byte by byte: the search ran over every byte of
-/// every head and was a third of the parser's time.
+/// The end of the head (just past the blank line), searching from near `from`. One
+/// SIMD search for CRLF CRLF (memmem), not a step from each LF to the next: a head of
+/// seven lines took seven searches.
 fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
-    blank_line_end(head, from.saturating_sub(3), b"\r\n\r\n").or_else(|| {
+    static CRLF_CRLF: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    let start = from.saturating_sub(3);
+    let crlf = head
+        .get(start..)
+        .and_then(|h| CRLF_CRLF.find(h))
+        .map(|i| start + i + 4);
+    crlf.or_else(|| {
         // Bare LF line ends are tolerated by RFC 9112 section 2.2.
         blank_line_end(head, from.saturating_sub(1), b"\n\n")
     })

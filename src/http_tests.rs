@@ -610,3 +610,25 @@ fn message_starts_compared_as_numbers_agree_with_slices() {
         "{accepted}"
     );
 }
+
+#[test]
+fn head_ends_found_by_one_search_are_those_found_line_by_line() {
+    let heads: [&[u8]; 6] = [
+        POST,
+        b"GET / HTTP/1.1\nA: 1\n\nbody\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: 1\n\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: 1\r\n",
+        b"\r\n\r\n",
+        b"\r\n\r\r\n\r\n\n\n",
+    ];
+    let mut found = 0;
+    for head in heads {
+        for from in 0..=head.len() + 1 {
+            let line_by_line = blank_line_end(head, from.saturating_sub(3), b"\r\n\r\n")
+                .or_else(|| blank_line_end(head, from.saturating_sub(1), b"\n\n"));
+            assert_eq!(find_head_end(head, from), line_by_line, "{head:?} {from}");
+            found += usize::from(line_by_line.is_some());
+        }
+    }
+    assert!(found > 20, "{found}");
+}
