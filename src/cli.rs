@@ -94,10 +94,11 @@ pub struct Cli {
     pub max_connections: usize,
 
     /// Bytes all connections may hold for messages in progress (heads not yet complete,
-    /// bodies and raw payloads being kept, requests awaiting responses) and for the last
-    /// head's field lines each connection end keeps (up to 1 KiB, to skip parsing them
-    /// again); past it the least recently active connections are ended (counted), their
-    /// messages written flagged `timeout`.
+    /// bodies and raw payloads being kept, requests awaiting responses) and for what each
+    /// connection end keeps to go faster (its last head's field lines, up to 1 KiB, and
+    /// its head buffer); past it the least recently active connections first free what
+    /// they keep to go faster, then are ended (counted), their messages written flagged
+    /// `timeout`.
     #[arg(long, default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
     pub max_buffered_bytes: usize,
 

@@ -281,6 +281,16 @@ impl Parser {
         self.head.capacity() + self.known.held_bytes() + message
     }
 
+    /// Frees what the parser keeps between messages only to go faster: its head buffer
+    /// when no head is in progress, and its last head's field lines with their fields.
+    /// The first memory a connection gives back when all hold too much.
+    pub fn drop_caches(&mut self) {
+        if self.head.is_empty() {
+            self.head = Vec::new();
+        }
+        self.known = head::KnownFields::default();
+    }
+
     /// Whether a message has started and not yet been written.
     pub fn in_message(&self) -> bool {
         matches!(self.state, State::Body { .. }) || !self.head.is_empty()

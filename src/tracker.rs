@@ -331,6 +331,26 @@ impl Tracker {
         conn.held = held;
     }
 
+    /// Frees the caches of the least recently active connections other than `busy` until
+    /// the total is at `target`; returns whether it got there. A connection with no
+    /// message in progress holds nothing else, so a host of many idle kept-alive
+    /// connections is not made to end them for memory that is only a cache.
+    fn drop_caches(&mut self, busy: u64, target: usize) -> bool {
+        for (sock, conn) in self.conns.iter_mut().rev() {
+            if self.held <= target {
+                break;
+            }
+            if *sock == busy || conn.held == 0 {
+                continue;
+            }
+            for d in &mut conn.dirs {
+                d.parser.drop_caches();
+            }
+            Self::recount(&mut self.held, conn);
+        }
+        self.held <= target
+    }
+
     /// Takes a connection out of the table, and what it held out of the total.
     fn remove_conn(&mut self, sock: u64) -> Option<Connection> {
         let conn = self.conns.pop(&sock)?;
@@ -361,14 +381,20 @@ impl Tracker {
         }
     }
 
-    /// Ends the least recently active connections, other than `busy` (the one just fed),
-    /// until what they hold is back under three quarters of the limit: evicting a little
-    /// below it spares a search of the whole table for every record while memory is
-    /// tight. Their messages in progress are written, flagged `timeout`.
+    /// Brings what connections hold back under three quarters of the limit: first by
+    /// freeing what the least recently active connections, other than `busy` (the one
+    /// just fed), keep only to go faster (`Parser::drop_caches`), then by ending them.
+    /// Going a little below the limit spares a search of the whole table for every
+    /// record while memory is tight. Messages in progress on the connections ended are
+    /// written, flagged `timeout`.
     fn shed_memory(&mut self, busy: u64, out: &mut Vec<Emitted>) {
         // Only the busy connection holds anything: there is nothing to end, and no need
         // to search the table for every record of it.
         if self.conns.peek(&busy).is_some_and(|c| c.held == self.held) {
+            return;
+        }
+        let target = self.max_held / 4 * 3;
+        if self.drop_caches(busy, target) {
             return;
         }
         if self.stats.evicted_for_memory == 0 {
@@ -378,7 +404,7 @@ impl Tracker {
                 self.max_held >> 20
             );
         }
-        let excess = self.held - self.max_held / 4 * 3;
+        let excess = self.held - target;
         let mut freed = 0;
         let oldest_holders: Vec<u64> = self
             .conns

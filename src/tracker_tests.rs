@@ -256,6 +256,44 @@ fn memory_is_taken_back_from_the_least_recently_active_connections() {
     assert_eq!(t.stats.evicted_for_memory, 2);
 }
 
+#[test]
+fn idle_connections_give_back_their_caches_before_any_is_ended() {
+    // Field lines of about 900 bytes: kept by each connection end with their fields,
+    // beside a head buffer of the same size, while the connection is idle.
+    let request = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(900));
+    let idle_exchange = |t: &mut Tracker, sock: u64| {
+        for (d, part) in [request.as_bytes(), RESP].into_iter().enumerate() {
+            let mut h = on_sock(sock, 0, part, sock);
+            h.direction = d as u8;
+            assert_eq!(feed(t, h, part).len(), 1);
+        }
+    };
+    let mut probe = Tracker::new(Limits::default(), 64, usize::MAX);
+    idle_exchange(&mut probe, 1);
+    let per_connection = probe.held_bytes();
+    assert!(per_connection > 2 * 900, "{per_connection}");
+    // A limit that 20 idle connections pass.
+    let limit = per_connection * 15;
+    let mut t = Tracker::new(Limits::default(), 64, limit);
+    for sock in 1..=20 {
+        idle_exchange(&mut t, sock);
+    }
+    assert_eq!(
+        t.stats.evicted_for_memory, 0,
+        "an idle connection was ended"
+    );
+    assert_eq!(t.connections(), 20);
+    assert!(t.held_bytes() <= limit, "{} > {limit}", t.held_bytes());
+    // Only some of the oldest connections' caches were freed; a freed connection parses
+    // its next head whole, as it did its first.
+    assert!(t.held_bytes() >= per_connection * 10, "{}", t.held_bytes());
+    let mut again = on_sock(1, request.len() as u64, request.as_bytes(), 30);
+    again.direction = 0;
+    let out = feed(&mut t, again, request.as_bytes());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].paired.message.headers[0].1.len(), 900);
+}
+
 fn with_other_pos(mut h: DataHeader, other_pos: u64) -> DataHeader {
     h.other_pos = other_pos;
     h
