@@ -190,8 +190,10 @@ const MAX_HEADERS: usize = 256;
 /// stays open.
 const KEEP_HEAD_CAPACITY: usize = 4096;
 
-/// The method tokens the parser accepts as the start of a request.
-const METHODS: [&[u8]; 9] = [
+/// The starts of a message: each method token the parser accepts as the start of a
+/// request, with its space, and a status line's version. Each is at most 8 bytes, so it
+/// is compared as one number (`starts_like_message`).
+const MESSAGE_STARTS: [&[u8]; 10] = [
     b"GET ",
     b"POST ",
     b"PUT ",
@@ -201,13 +203,7 @@ const METHODS: [&[u8]; 9] = [
     b"OPTIONS ",
     b"CONNECT ",
     b"TRACE ",
-];
-
-/// The starts of a message: a method token and its space, or a status line's version.
-/// Each is at most 8 bytes, so it is compared as one number (`starts_like_message`).
-const MESSAGE_STARTS: [&[u8]; 10] = [
-    METHODS[0], METHODS[1], METHODS[2], METHODS[3], METHODS[4], METHODS[5], METHODS[6], METHODS[7],
-    METHODS[8], b"HTTP/1.",
+    b"HTTP/1.",
 ];
 
 /// `MESSAGE_STARTS` as little-endian numbers, zero-padded, with their lengths.
