@@ -262,6 +262,51 @@ for i in range(20):
     assert not any(l["incomplete"] or l["capture_gap"] for l in lines), lines
 
 
+def test_sockets_on_either_side_of_the_first_fd_table_are_captured(start_profiler):
+    """A process starts on the fd array inside its files_struct (64 entries), which the
+    probes read with plain loads; past 64 fds the kernel moves it to a larger table, and
+    the first array is left as it was. Exchanges on low fds before the move, on a high fd,
+    on a low fd after it, and on a low fd freed and reused for a socket after it (whose
+    stale entry in the first array is the file it held before) are each written once."""
+    script = """
+import os, socket
+s = socket.create_server(('127.0.0.1', 0))
+def pair():
+    c = socket.create_connection(s.getsockname()); a, _ = s.accept(); return c, a
+def exchange(c, a, tag):
+    c.sendall(b'GET /%s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' % tag)
+    got = b''
+    while not got.endswith(b'\\r\\n\\r\\n'):
+        got += a.recv(65536)
+    a.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')
+    got = b''
+    while not got.endswith(b'ok'):
+        got += c.recv(65536)
+c, a = pair()
+assert a.fileno() < 64
+exchange(c, a, b'low-before')
+filler = [os.open('/dev/null', os.O_RDONLY) for _ in range(100)]
+high = pair()
+assert high[1].fileno() >= 64
+exchange(*high, b'high')
+exchange(c, a, b'low-after')
+os.close(filler[0])
+reused = pair()
+assert reused[0].fileno() == filler[0], (reused[0].fileno(), filler[0])
+exchange(*reused, b'reused')
+"""
+    profiler = start_profiler()
+    subprocess.run(["python3", "-c", script], check=True, timeout=60)
+    lines = profiler.stop()
+    assert profiler.returncode == 0
+    tags = ("low-before", "high", "low-after", "reused")
+    requests = sorted(l["url"] for l in lines if "method" in l)
+    assert requests == sorted(f"/{t}" for t in tags for _ in ("sent", "received")), requests
+    responses = [l for l in lines if "status_code" in l]
+    assert sorted(l["request"]["url"] for l in responses) == requests, responses
+    assert not any(l["incomplete"] or l["capture_gap"] for l in lines), lines
+
+
 def test_files_pipes_udp_and_non_http_tcp_give_no_record(start_profiler, tmp_path):
     profiler = start_profiler()
     big = tmp_path / "big"
