@@ -6,8 +6,7 @@ use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
 use http_profiler_common::{
-    EMBEDDED_FDS, FDTABLE_HEAD_BYTES, FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF, KernelOffsets,
-    SOCKET_HEAD_BYTES,
+    FDTABLE_HEAD_BYTES, FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF, KernelOffsets, SOCKET_HEAD_BYTES,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +203,6 @@ pub fn resolve(path: &Path) -> Result<KernelLayout, OffsetError> {
         FDTABLE_HEAD_BYTES,
         &[("max_fds", fdtable_max_fds, 4), ("fd", fdtable_fd, 8)],
     )?;
-    let (files_fd_array, files_fd_array_len) = embedded_fd_array(&btf)?;
     let socket_type = field_offset(&btf, "socket", &["type"])?;
     let socket_sk = field_offset(&btf, "socket", &["sk"])?;
     let socket_ops = field_offset(&btf, "socket", &["ops"])?;
@@ -242,41 +240,11 @@ pub fn resolve(path: &Path) -> Result<KernelLayout, OffsetError> {
         sk_v6_rcv_saddr: sk_v6("skc_v6_rcv_saddr")?,
         file_count,
         file_count_kind,
-        files_fd_array,
-        files_fd_array_len,
     };
     Ok(KernelLayout {
         offsets,
         user_regs: knows_helper(&btf, "BPF_FUNC_task_pt_regs"),
     })
-}
-
-/// The offset and length (at most EMBEDDED_FDS) of `files_struct.fd_array`, the fd array
-/// a process starts with: the probes read a file pointer there with a plain load, checked
-/// by the verifier against the kernel's types, where the fd table's own array costs a
-/// helper call. (0, 0), and every fd read the slower way, where the kernel has none or
-/// its entries are not pointers.
-fn embedded_fd_array(btf: &Btf) -> Result<(u32, u32), OffsetError> {
-    let Some(files) = find_struct(btf, "files_struct")? else {
-        return Ok((0, 0));
-    };
-    let Some((bits, type_id)) = find_member(btf, &files, "fd_array")? else {
-        return Ok((0, 0));
-    };
-    let Type::Array(array) = btf.resolve_type_by_id(type_id)? else {
-        return Ok((0, 0));
-    };
-    let element = array
-        .get_type_id()
-        .map(|id| btf.resolve_type_by_id(id))
-        .transpose()?;
-    if !matches!(element, Some(Type::Ptr(_))) || bits == 0 || !bits.is_multiple_of(64) {
-        return Ok((0, 0));
-    }
-    let len = u32::try_from(array.len())
-        .unwrap_or(u32::MAX)
-        .min(EMBEDDED_FDS);
-    Ok((bits / 8, len))
 }
 
 /// Whether the kernel's `enum bpf_func_id` names `helper`: the helpers a kernel offers are
@@ -328,10 +296,6 @@ mod tests {
             o.file_count > 0
                 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind)
         );
-        // Every kernel since 2.6 starts a process on files_struct's own array of
-        // NR_OPEN_DEFAULT (BITS_PER_LONG) file pointers.
-        assert!(o.files_fd_array > o.files_fdt && o.files_fd_array.is_multiple_of(8));
-        assert_eq!(o.files_fd_array_len, EMBEDDED_FDS);
     }
 
     /// The oldest helper of all is named by every kernel; one that does not exist by none.

@@ -263,11 +263,13 @@ for i in range(20):
 
 
 def test_sockets_on_either_side_of_the_first_fd_table_are_captured(start_profiler):
-    """A process starts on the fd array inside its files_struct (64 entries), which the
-    probes read with plain loads; past 64 fds the kernel moves it to a larger table, and
-    the first array is left as it was. Exchanges on low fds before the move, on a high fd,
-    on a low fd after it, and on a low fd freed and reused for a socket after it (whose
-    stale entry in the first array is the file it held before) are each written once."""
+    """A process starts on the fd array inside its files_struct (64 entries); past 64 fds
+    the kernel moves it to a larger table, and the first array is left as it was.
+    Exchanges on low fds before the move, on a high fd, on a low fd after it, and on a low
+    fd freed and reused for a socket after it (whose stale entry in the first array is
+    the file it held before) are each written once: a walk from an fd to its socket that
+    read the first array after the move, or kept an fd's socket from before, would lose
+    the last."""
     script = """
 import os, socket
 s = socket.create_server(('127.0.0.1', 0))

@@ -84,16 +84,7 @@ pub struct KernelOffsets {
     /// count less one); `file_count_kind` says which.
     pub file_count: u32,
     pub file_count_kind: u32,
-    /// `struct files_struct`'s own array of file pointers (`fd_array`), which its fd table
-    /// points to until the process holds more fds than it has room for, and its length
-    /// (at most `EMBEDDED_FDS`); both 0 where the kernel's BTF has no such array.
-    pub files_fd_array: u32,
-    pub files_fd_array_len: u32,
 }
-
-/// The most entries of `files_struct.fd_array` the probes read without a helper call
-/// (NR_OPEN_DEFAULT, a word's bits, in every 64-bit kernel).
-pub const EMBEDDED_FDS: u32 = 64;
 
 /// The leading bytes of `struct fdtable` (max_fds, fd) and of `struct socket` (type, sk,
 /// ops) that the probes read with one helper call each; userspace checks at start-up
@@ -152,8 +143,6 @@ impl ProbeConfig {
                 sk_v6_rcv_saddr: 0,
                 file_count: 0,
                 file_count_kind: 0,
-                files_fd_array: 0,
-                files_fd_array_len: 0,
             },
             self_tgid: 0,
             wakeup_bytes: 0,

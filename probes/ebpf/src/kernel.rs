@@ -6,8 +6,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_get_current_task},
 };
 use http_profiler_common::{
-    EMBEDDED_FDS, FDTABLE_HEAD_BYTES, FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS,
-    ProbeConfig, SOCKET_HEAD_BYTES, state,
+    FDTABLE_HEAD_BYTES, FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig,
+    SOCKET_HEAD_BYTES, state,
 };
 
 use crate::maps::{state_get, state_set};
@@ -203,25 +203,6 @@ pub fn last_reference(file: u64) -> bool {
     }
 }
 
-/// A `struct file`: a BTF pointer, read with plain loads the verifier checks, where it was
-/// found in `files_struct`'s own fd array (`embedded_file`); else an address, read with
-/// helper calls.
-#[derive(Clone, Copy)]
-enum File {
-    Btf(*const u8),
-    Addr(u64),
-}
-
-impl File {
-    #[inline(always)]
-    fn addr(self) -> u64 {
-        match self {
-            File::Btf(p) => p as u64,
-            File::Addr(a) => a,
-        }
-    }
-}
-
 /// Whether `file` is a socket, and if so its `struct socket`. The kernel tells a socket
 /// by its file operations (every socket file has `socket_file_ops`, and nothing else has
 /// them: `sock_from_file`); their address is in no symbol table the probes can read, so
@@ -229,13 +210,13 @@ impl File {
 /// reads the pointer, in the cache line of the file it has just read, instead of the
 /// inode's mode, in another object.
 #[inline(always)]
-fn socket_of_file(file: File) -> Option<u64> {
+fn socket_of_file(file: u64) -> Option<u64> {
     let (f_op, private_data) = file_ops_and_private_data(file)?;
     let known = state_get(state::SOCKET_FILE_OPS) as u64;
     if known != 0 {
         return (f_op == known).then_some(private_data);
     }
-    let inode: u64 = read(file.addr(), config!(offsets.file_inode))?;
+    let inode: u64 = read(file, config!(offsets.file_inode))?;
     let mode: u16 = read(inode, config!(offsets.inode_mode))?;
     if mode & S_IFMT != S_IFSOCK {
         return None;
@@ -247,13 +228,9 @@ fn socket_of_file(file: File) -> Option<u64> {
 /// A file's operations and private data. Where the second follows the first within a
 /// few words (from Linux 6.12, 16 bytes apart) one helper call reads both.
 #[inline(always)]
-fn file_ops_and_private_data(file: File) -> Option<(u64, u64)> {
+fn file_ops_and_private_data(file: u64) -> Option<(u64, u64)> {
     let f_op = config!(offsets.file_f_op);
     let private_data = config!(offsets.file_private_data);
-    let file = match file {
-        File::Btf(p) => return Some((load(p, f_op), load(p, private_data))),
-        File::Addr(a) => a,
-    };
     let gap = private_data.wrapping_sub(f_op);
     if gap % 8 == 0 && gap > 0 && gap < 32 {
         let words: [u64; 4] = read(file, f_op)?;
@@ -273,7 +250,7 @@ pub fn load<T>(base: *const u8, offset: u32) -> T {
 
 /// The `struct file` at `fd` in the current task's fd table, if any.
 #[inline(always)]
-fn file_of_fd(task: Task, fd: i32) -> Option<File> {
+fn file_of_fd(task: Task, fd: i32) -> Option<u64> {
     if fd < 0 {
         return None;
     }
@@ -300,61 +277,17 @@ fn file_of_fd(task: Task, fd: i32) -> Option<File> {
             if fdt.is_null() {
                 return None;
             }
-            let max_fds = load::<u32>(fdt, config!(offsets.fdtable_max_fds)) as u64;
-            let fd_array = load::<u64>(fdt, config!(offsets.fdtable_fd));
-            if fd as u64 >= max_fds {
-                return None;
-            }
-            if let Some(file) = embedded_file(files, fd_array, fd as u32) {
-                return (!file.is_null()).then_some(File::Btf(file));
-            }
-            (max_fds, fd_array)
+            (
+                load::<u32>(fdt, config!(offsets.fdtable_max_fds)) as u64,
+                load::<u64>(fdt, config!(offsets.fdtable_fd)),
+            )
         }
     };
     if fd as u64 >= max_fds {
         return None;
     }
     let file: u64 = read(fd_array, fd as u32 * 8)?;
-    (file != 0).then_some(File::Addr(file))
-}
-
-/// The entry for `fd` in `files_struct`'s own fd array (null for a free fd), when the fd
-/// table in use, whose array is at `fd_array`, is that one: in a process that has never
-/// held more than EMBEDDED_FDS fds at once. A plain load from a BTF pointer, which the
-/// verifier checks against the kernel's types, where an fd table's own array takes a
-/// helper call; and the file it gives is one too, so its operations and private data
-/// are two plain loads more, not another helper call.
-#[inline(always)]
-fn embedded_file(files: *const u8, fd_array: u64, fd: u32) -> Option<*const u8> {
-    let off = config!(offsets.files_fd_array);
-    if off == 0
-        || fd >= config!(offsets.files_fd_array_len)
-        || fd_array != files as u64 + off as u64
-    {
-        return None;
-    }
-    // The verifier takes a load from a BTF pointer at a constant offset only: the slot
-    // is built from fd's bits by branches, so that on each path through them it is a
-    // constant. Each bit is tested and each addend taken through memory LLVM cannot see
-    // into: it would otherwise fold the branches into `fd & 63`, which the verifier
-    // cannot tell from any other variable.
-    let mut slot = 0u64;
-    let mut bit = EMBEDDED_FDS as u64 / 2;
-    while bit > 0 {
-        if opaque(fd as u64) & bit != 0 {
-            slot += opaque(bit);
-        }
-        bit /= 2;
-    }
-    Some(load(files, off + slot as u32 * 8))
-}
-
-/// `x`, read back through memory, so that LLVM knows nothing of it (the verifier, which
-/// follows values through the stack, still does).
-#[inline(always)]
-fn opaque(x: u64) -> u64 {
-    // SAFETY: a read of a local.
-    unsafe { core::ptr::read_volatile(&x) }
+    (file != 0).then_some(file)
 }
 
 /// The `struct file` and `struct sock` behind `fd`, for a TCP socket (see tcp_sock_of_fd).
@@ -370,7 +303,7 @@ pub fn tcp_file_of_fd(task: Task, fd: i32) -> Option<(u64, u64)> {
     if sk == 0 || !is_tcp(sk, head_field(&head, config!(offsets.socket_ops), 8))? {
         return None;
     }
-    Some((file.addr(), sk))
+    Some((file, sk))
 }
 
 /// Whether the stream socket `sk`, whose `struct socket` has the operations `ops`, is TCP
