@@ -73,11 +73,12 @@ fn ns_per_exchange(exchanges: u64, with_raw: bool) -> f64 {
                 payload: bytes,
             };
             tracker.on_record(&record, &mut emitted);
-            for e in emitted.drain(..) {
-                output::render_into(&mut out, &e, &procs, &clock, &format, &mut kept);
+            for e in &emitted {
+                output::render_into(&mut out, e, &procs, &clock, &format, &mut kept);
                 out.push(b'\n');
                 lines += 1;
             }
+            emitted.clear();
             // As the sink hands its buffer to write(2) when it fills.
             if out.len() > (1 << 20) - 8192 {
                 std::hint::black_box(&out);

@@ -228,18 +228,21 @@ impl Pipeline {
         bytes
     }
 
+    /// Writes the messages found so far, in place: each is a few hundred bytes, and
+    /// moving it out of the vector first was a copy per message for nothing.
     fn write_emitted(&mut self) {
-        for e in self.emitted.drain(..) {
+        for e in &self.emitted {
             let (procs, clock, format) = (&self.procs, &self.clock, &self.format);
             let kept = &mut self.kept;
             self.sink
-                .write_line_with(|out| output::render_into(out, &e, procs, clock, format, kept));
+                .write_line_with(|out| output::render_into(out, e, procs, clock, format, kept));
             if let Some((view, out)) = &mut self.live
-                && let Some(text) = view.line(&e, &self.procs, &self.clock)
+                && let Some(text) = view.line(e, &self.procs, &self.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
         }
+        self.emitted.clear();
     }
 }
 
