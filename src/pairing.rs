@@ -57,9 +57,20 @@ pub struct Pairing {
     unsure: bool,
 }
 
+/// Where a sink puts each message it has paired.
+pub trait PairedOut {
+    fn put(&mut self, paired: Paired);
+}
+
+impl PairedOut for Vec<Paired> {
+    fn put(&mut self, paired: Paired) {
+        self.push(paired);
+    }
+}
+
 impl Pairing {
     /// A sink for one direction's parser that pairs into `out`.
-    pub fn sink<'a>(&'a mut self, out: &'a mut Vec<Paired>) -> PairingSink<'a> {
+    pub fn sink<'a, O: PairedOut>(&'a mut self, out: &'a mut O) -> PairingSink<'a, O> {
         PairingSink { pairing: self, out }
     }
 
@@ -85,12 +96,12 @@ impl Pairing {
     }
 }
 
-pub struct PairingSink<'a> {
+pub struct PairingSink<'a, O: PairedOut> {
     pairing: &'a mut Pairing,
-    out: &'a mut Vec<Paired>,
+    out: &'a mut O,
 }
 
-impl MessageSink for PairingSink<'_> {
+impl<O: PairedOut> MessageSink for PairingSink<'_, O> {
     fn pending_request_method(&self) -> Option<&str> {
         self.pairing.pending.front().map(|p| p.method.as_str())
     }
@@ -143,7 +154,7 @@ impl MessageSink for PairingSink<'_> {
             .as_ref()
             .and_then(|r| r.end_ns)
             .map(|end| message.first.timestamp_ns.saturating_sub(end));
-        self.out.push(Paired {
+        self.out.put(Paired {
             message,
             request,
             latency_ns,
@@ -152,7 +163,7 @@ impl MessageSink for PairingSink<'_> {
     }
 }
 
-impl PairingSink<'_> {
+impl<O: PairedOut> PairingSink<'_, O> {
     /// After a loss: is the one waiting request certainly the one `response` answers?
     fn resynced(&mut self, response: &Message) -> bool {
         let pending = &self.pairing.pending;

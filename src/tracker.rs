@@ -10,7 +10,7 @@ use http_profiler_common::{
 
 use crate::{
     http::{ChunkMeta, Incomplete, Limits, MessageSink, Missing, Parser},
-    pairing::{Paired, Pairing},
+    pairing::{Paired, PairedOut, Pairing},
     record::Record,
     stream::StreamCursor,
 };
@@ -68,6 +68,38 @@ pub struct Emitted {
     pub endpoints: Endpoints,
 }
 
+/// A pairing sink's destination that makes each paired message an `Emitted` of one
+/// direction of one connection as it comes: straight into the output, not gathered
+/// first and moved again (a message is a few hundred bytes).
+struct EmitInto<'a> {
+    out: &'a mut Vec<Emitted>,
+    direction: u8,
+    conn_id: u64,
+    endpoints: Endpoints,
+}
+
+impl<'a> EmitInto<'a> {
+    fn new(out: &'a mut Vec<Emitted>, direction: u8, conn_id: u64, endpoints: Endpoints) -> Self {
+        Self {
+            out,
+            direction,
+            conn_id,
+            endpoints,
+        }
+    }
+}
+
+impl PairedOut for EmitInto<'_> {
+    fn put(&mut self, paired: Paired) {
+        self.out.push(Emitted {
+            paired,
+            direction: self.direction,
+            conn_id: self.conn_id,
+            endpoints: self.endpoints,
+        });
+    }
+}
+
 /// A connection the probes should stop copying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ignore {
@@ -120,9 +152,6 @@ pub struct Tracker {
     held: usize,
     max_held: usize,
     pub stats: TrackerStats,
-    /// Where a record's finished messages gather before they go out: kept between
-    /// records, so a message costs no allocation here.
-    found: Vec<Paired>,
 }
 
 impl Tracker {
@@ -137,7 +166,6 @@ impl Tracker {
             held: 0,
             max_held,
             stats: TrackerStats::default(),
-            found: Vec::new(),
         }
     }
 
@@ -197,9 +225,10 @@ impl Tracker {
             tid: h.tid,
         };
         let d = (h.direction == DIRECTION_RECV) as usize;
-        let found = &mut self.found;
+        let emitted_before = out.len();
         {
-            let mut sink = conn.pairing.sink(found);
+            let mut to = EmitInto::new(out, h.direction, conn.id, conn.endpoints);
+            let mut sink = conn.pairing.sink(&mut to);
             // Bytes of either direction that came before this record and were never seen:
             // requests or responses may have been among them.
             let seen = |dir: &Direction| dir.cursor.next_pos().unwrap_or(0);
@@ -234,20 +263,13 @@ impl Tracker {
                 dir.parser.gap(hole, why, &mut sink);
             }
         }
-        conn.messages += found.len() as u64;
+        conn.messages += (out.len() - emitted_before) as u64;
         self.stats.unpaired_dropped += std::mem::take(&mut conn.pairing.evicted);
         Self::recount(&mut self.held, conn);
         let switched = conn.dirs.iter().any(|d| d.parser.switched_protocols());
         let not_http = conn.messages == 0
             && conn.bytes_seen > NOT_HTTP_AFTER_BYTES
             && !conn.dirs.iter().any(|d| d.parser.in_message());
-        let (id, endpoints) = (conn.id, conn.endpoints);
-        out.extend(found.drain(..).map(|paired| Emitted {
-            paired,
-            direction: h.direction,
-            conn_id: id,
-            endpoints,
-        }));
         let ignore = (switched || not_http).then(|| {
             conn.ignored = true;
             self.stats.ignored += 1;
@@ -280,16 +302,9 @@ impl Tracker {
                 let hole = dir.cursor.advance_to(end);
                 if hole > 0 {
                     self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(hole);
-                    let mut found = Vec::new();
+                    let mut to = EmitInto::new(out, d as u8, conn.id, conn.endpoints);
                     dir.parser
-                        .gap(hole, Missing::Lost, &mut conn.pairing.sink(&mut found));
-                    let (id, endpoints) = (conn.id, conn.endpoints);
-                    out.extend(found.into_iter().map(|paired| Emitted {
-                        paired,
-                        direction: d as u8,
-                        conn_id: id,
-                        endpoints,
-                    }));
+                        .gap(hole, Missing::Lost, &mut conn.pairing.sink(&mut to));
                 }
             }
         }
@@ -368,16 +383,10 @@ impl Tracker {
 
     fn flush(conn: &mut Connection, why: Incomplete, out: &mut Vec<Emitted>) {
         for d in 0..2 {
-            let mut found = Vec::new();
+            let mut to = EmitInto::new(out, d as u8, conn.id, conn.endpoints);
             conn.dirs[d]
                 .parser
-                .end(why, &mut conn.pairing.sink(&mut found));
-            out.extend(found.into_iter().map(|paired| Emitted {
-                paired,
-                direction: d as u8,
-                conn_id: conn.id,
-                endpoints: conn.endpoints,
-            }));
+                .end(why, &mut conn.pairing.sink(&mut to));
         }
     }
 
