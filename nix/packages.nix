@@ -3,7 +3,8 @@
 # The eBPF probes are their own derivation. nixpkgs' rustc ships a prebuilt `core` for
 # bpfel-unknown-none (rustc.nix lists the bpf library targets since NixOS/nixpkgs#382166),
 # so no `-Z build-std` and no rust-src are needed; RUSTC_BOOTSTRAP=1 only unlocks the
-# `asm_experimental_arch` feature that aya-ebpf enables for the bpf target. The userspace
+# `asm_experimental_arch` feature that aya-ebpf and the probe crate (its one kfunc call,
+# probes/ebpf/src/kernel.rs) enable for the bpf target. The userspace
 # build then embeds that object through HTTP_PROFILER_PROBES_OBJECT (see build.rs), since
 # aya-build would otherwise look for rustup and a nightly toolchain.
 {
@@ -136,7 +137,7 @@ in {
       pkgs.deadnix
     ];
     # Without rustup, aya-build compiles the probes with this shell's rustc and its
-    # prebuilt bpfel core; only aya-ebpf needs unstable features.
-    RUSTC_BOOTSTRAP = "aya_ebpf";
+    # prebuilt bpfel core; only aya-ebpf and the probes need unstable features.
+    RUSTC_BOOTSTRAP = "aya_ebpf,http_profiler_probes";
   };
 }

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod courtesy;
 pub mod http;
 pub mod live;
+pub mod object_patch;
 pub mod offsets;
 pub mod output;
 pub mod pairing;

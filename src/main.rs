@@ -280,8 +280,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     preflight::release_freed_memory();
     setup(preflight::ensure_tracefs())?;
     preflight::raise_memlock();
-    let config = setup(probe_config(&cli, layout.offsets))?;
-    let (mut probes, ring) = setup(Probes::load(&config, cli.ring_buffer_bytes, source))?;
+    // The kfunc came with Linux 6.2, after bpf_task_pt_regs (5.15): a kernel hooked at
+    // entry has neither, and so is taken to (which keeps the helper-call path under the
+    // tests that assume no registers).
+    let word_cast = match source {
+        ArgumentSource::Registers => layout.word_cast,
+        ArgumentSource::EnterHooks => None,
+    };
+    let mut config = setup(probe_config(&cli, layout.offsets))?;
+    config.word_type_id = word_cast.map_or(0, |c| c.type_id);
+    let (mut probes, ring) = setup(Probes::load(
+        &config,
+        cli.ring_buffer_bytes,
+        source,
+        word_cast,
+    ))?;
     // The loader's own parse of the object and of the kernel's BTF is freed by now too.
     preflight::release_freed_memory();
     for tp in &probes.missing {

@@ -161,6 +161,18 @@ pub struct KernelLayout {
     /// Whether tracepoint programs can read the user registers of the current syscall
     /// (`bpf_task_pt_regs`, Linux 5.15): then data syscalls need no enter hooks.
     pub user_regs: bool,
+    /// How the probes read kernel memory by plain loads, where the kernel allows it.
+    pub word_cast: Option<WordCast>,
+}
+
+/// The BTF ids the probes' plain loads of kernel memory need (see `word_cast`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WordCast {
+    /// The kfunc `bpf_rdonly_cast`.
+    pub kfunc_id: u32,
+    /// A struct of one 8-byte integer at offset 0 (`atomic64_t`'s): what a cast address
+    /// points to, so that its one load reads 8 bytes as a number.
+    pub type_id: u32,
 }
 
 /// Every offset the probes use, and the helpers they may call, from the BTF file at
@@ -244,7 +256,41 @@ pub fn resolve(path: &Path) -> Result<KernelLayout, OffsetError> {
     Ok(KernelLayout {
         offsets,
         user_regs: knows_helper(&btf, "BPF_FUNC_task_pt_regs"),
+        word_cast: word_cast(&btf),
     })
+}
+
+/// The ids for plain loads of kernel memory: the kfunc `bpf_rdonly_cast` (Linux 6.2),
+/// which casts an address to a read-only pointer to a BTF type, and `atomic64_t`'s
+/// struct, one 8-byte integer at offset 0, the type to cast to. None where the kernel
+/// lacks either: the probes then read by helper calls.
+fn word_cast(btf: &Btf) -> Option<WordCast> {
+    let kfunc_id = btf
+        .resolve_ids_by_name("bpf_rdonly_cast")
+        .ok()?
+        .into_iter()
+        .find(|&id| matches!(btf.resolve_type_by_id(id), Ok(Type::Func(_))))?;
+    let type_id = btf
+        .resolve_ids_by_name("atomic64_t")
+        .ok()?
+        .into_iter()
+        .find_map(|id| match btf.resolve_type_by_id(id) {
+            Ok(Type::Typedef(t)) => t.get_type_id(),
+            _ => None,
+        })?;
+    let Ok(Type::Struct(s)) = btf.resolve_type_by_id(type_id) else {
+        return None;
+    };
+    let one_word = s.size() == 8
+        && s.members.len() == 1
+        && s.members[0].bit_offset() == 0
+        && s.members[0].bitfield_size().unwrap_or(0) == 0
+        && matches!(
+            btf.chained_type_iter(&s.members[0])
+                .find(|t| !matches!(t, Type::Typedef(_) | Type::Const(_) | Type::Volatile(_))),
+            Some(Type::Int(i)) if i.size() == 8
+        );
+    one_word.then_some(WordCast { kfunc_id, type_id })
 }
 
 /// Whether the kernel's `enum bpf_func_id` names `helper`: the helpers a kernel offers are
@@ -295,6 +341,18 @@ mod tests {
         assert!(
             o.file_count > 0
                 && [FILE_COUNT_IS_COUNT, FILE_COUNT_IS_REF].contains(&o.file_count_kind)
+        );
+    }
+
+    /// This kernel (6.2 or later, as the machines this suite runs on) has the kfunc and
+    /// a one-word atomic64_t.
+    #[test]
+    fn the_running_kernel_offers_plain_loads() {
+        let btf = Btf::from_file("/sys/kernel/btf/vmlinux").expect("the running kernel's BTF");
+        let cast = word_cast(&btf).expect("bpf_rdonly_cast and atomic64_t");
+        assert_ne!(cast.kfunc_id, cast.type_id);
+        assert!(
+            matches!(btf.resolve_type_by_id(cast.type_id), Ok(Type::Struct(s)) if s.size() == 8)
         );
     }
 

@@ -12,6 +12,8 @@ use std::path::Path;
 use http_profiler_common::{ProbeConfig, SavedArgs, counter, state};
 
 use crate::{
+    object_patch,
+    offsets::WordCast,
     seed::{self, BlockedRead},
     tracker::Ignore,
 };
@@ -28,6 +30,10 @@ const ATTACH_DELAY_ENV: &str = "HTTP_PROFILER_ATTACH_DELAY_MS";
 /// cannot hand the probes a syscall's registers: lets the tests check that way on any
 /// kernel.
 const ASSUME_NO_USER_REGS_ENV: &str = "HTTP_PROFILER_ASSUME_NO_USER_REGS";
+
+/// Makes the first load of the probes that read kernel memory by plain loads fail, as a
+/// kernel that refuses them would: lets the tests check the fallback to helper calls.
+const ASSUME_CAST_REFUSED_ENV: &str = "HTTP_PROFILER_ASSUME_CAST_REFUSED";
 
 /// Where the exit of a data syscall finds the syscall's arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,22 +137,62 @@ pub struct Probes {
 }
 
 /// The probes' object file, built by build.rs (empty when built with AYA_BUILD_SKIP=1).
-fn object() -> &'static [u8] {
+pub(crate) fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/http-profiler-probes"))
 }
 
 impl Probes {
     /// Loads and attaches everything; returns the probes and the ring buffer to read.
+    /// `cast`: how the probes may read kernel memory by plain loads, if this kernel lets
+    /// them (`config.word_type_id` set to match). Should the kernel refuse the programs
+    /// so built, they are loaded again reading it by helper calls, as on a kernel
+    /// without the kfunc.
     pub fn load(
         config: &ProbeConfig,
         ring_bytes: u32,
         source: ArgumentSource,
+        cast: Option<WordCast>,
     ) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let object = object();
         anyhow::ensure!(
             !object.is_empty(),
             "this binary was built with AYA_BUILD_SKIP=1 and holds no probes: rebuild it without AYA_BUILD_SKIP"
         );
+        // A kfunc id that names nothing: the kernel refuses the programs that call it.
+        let refused = std::env::var_os(ASSUME_CAST_REFUSED_ENV).is_some_and(|v| !v.is_empty());
+        let first = cast.map(|c| WordCast {
+            kfunc_id: if refused { i32::MAX as u32 } else { c.kfunc_id },
+            ..c
+        });
+        let patched = object_patch::for_kernel(object, first);
+        match Self::load_object(patched.bytes(), config, ring_bytes, source) {
+            Err(e) if cast.is_some() => {
+                log::warn!(
+                    "the kernel refused the probes that read its memory by plain loads \
+                     (bpf_rdonly_cast): loading them with helper calls instead ({e:#})"
+                );
+                let config = ProbeConfig {
+                    word_type_id: 0,
+                    ..*config
+                };
+                let patched = object_patch::for_kernel(object, None);
+                Self::load_object(patched.bytes(), &config, ring_bytes, source)
+            }
+            loaded => {
+                if cast.is_some() {
+                    log::info!("the probes read kernel memory by plain loads (bpf_rdonly_cast)");
+                }
+                loaded
+            }
+        }
+    }
+
+    fn load_object(
+        object: &[u8],
+        config: &ProbeConfig,
+        ring_bytes: u32,
+        source: ArgumentSource,
+    ) -> anyhow::Result<(Self, RingBuf<MapData>)> {
         let data_attachments = match source {
             ArgumentSource::Registers => REGISTER_ATTACHMENTS,
             ArgumentSource::EnterHooks => ENTER_HOOK_ATTACHMENTS,

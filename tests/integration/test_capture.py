@@ -193,6 +193,29 @@ def test_data_syscalls_are_hooked_at_exit_only_where_the_kernel_hands_over_regis
     assert names == {n[:15] for n in expected}, names
 
 
+def test_kernel_memory_is_read_by_plain_loads_where_the_kernel_allows(start_profiler, echo_server, monkeypatch):
+    """From Linux 6.2 (the kfunc bpf_rdonly_cast) the walk from an fd to its socket reads
+    kernel memory by plain loads, not helper calls. A kernel that refuses those programs
+    gets them again with helper calls, and the profiler says so and captures the same.
+    The pass that assumes a kernel before 5.15 runs the helper calls from the start."""
+    _, port = echo_server
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    by_loads = release >= (6, 2) and not os.environ.get("HTTP_PROFILER_ASSUME_NO_USER_REGS")
+    refusal = "the kernel refused the probes that read its memory by plain loads"
+    for refused in (False, True):
+        if refused:
+            monkeypatch.setenv("HTTP_PROFILER_ASSUME_CAST_REFUSED", "1")
+        profiler = start_profiler("-v", "--port", str(port))
+        _, status = curl(f"http://127.0.0.1:{port}/loads")
+        lines = of_port(profiler.stop(), port)
+        assert profiler.returncode == 0 and status == 200
+        assert sorted((l["direction"], l.get("url") or l["request"]["url"]) for l in lines) == sorted(
+            (d, "/loads") for d in ("send", "recv") for _ in range(2)), lines
+        stderr = profiler.stderr_path.read_text()
+        assert (refusal in stderr) == (refused and by_loads), stderr
+        assert ("read kernel memory by plain loads" in stderr) == (by_loads and not refused), stderr
+
+
 def test_sigterm_during_traffic_exits_cleanly_and_detaches(start_profiler, echo_server):
     _, port = echo_server
     profiler = start_profiler()

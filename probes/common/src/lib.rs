@@ -114,6 +114,10 @@ pub struct ProbeConfig {
     /// Non-zero when `comm` holds a process name filter.
     pub comm_filter: u32,
     pub comm: [u8; COMM_LEN],
+    /// The kernel's BTF id of a struct holding one 8-byte integer at offset 0, when the
+    /// probes read kernel memory by plain loads through `bpf_rdonly_cast` (see
+    /// `WORD_CAST_CALL`); 0 when they read it by helper calls.
+    pub word_type_id: u32,
 }
 
 impl ProbeConfig {
@@ -152,9 +156,22 @@ impl ProbeConfig {
             ports: [0; MAX_PORT_FILTERS],
             comm_filter: 0,
             comm: [0; COMM_LEN],
+            word_type_id: 0,
         }
     }
 }
+
+/// The instruction the probes are built with where they call the kfunc
+/// `bpf_rdonly_cast`, as its 8 little-endian bytes: a call (0x85) to a kernel function
+/// (source register 2) whose BTF id (the last four bytes) is a placeholder. The kernel
+/// numbers its functions differently in every build, so userspace writes the running
+/// kernel's id in before loading (`WORD_CAST_FALLBACK` on a kernel without the kfunc).
+pub const WORD_CAST_CALL: [u8; 8] = [0x85, 0x20, 0, 0, 0x57, 0xca, 0xad, 0x7e];
+
+/// What takes the call's place on a kernel without `bpf_rdonly_cast`: `r0 = r1`, which is
+/// what the verifier makes of the call where it has one. The probes then take the
+/// helper-call path (`word_type_id` is 0), and the verifier never walks the other.
+pub const WORD_CAST_FALLBACK: [u8; 8] = [0xbf, 0x10, 0, 0, 0, 0, 0, 0];
 
 /// What a ring-buffer record holds; the first field of every record.
 #[repr(u32)]

@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
 };
 use http_profiler_common::{
     FDTABLE_HEAD_BYTES, FILE_COUNT_IS_REF, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig,
-    SOCKET_HEAD_BYTES, state,
+    SOCKET_HEAD_BYTES, WORD_CAST_CALL, state,
 };
 
 use crate::maps::{state_get, state_set};
@@ -43,7 +43,52 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
 /// an object's head cost one call, not one each.
 #[inline(always)]
 fn read_head<const N: usize>(base: u64) -> Option<[u64; N]> {
-    read(base, 0)
+    if !by_loads() {
+        return read(base, 0);
+    }
+    let mut head = [0u64; N];
+    let mut i = 0;
+    while i < N {
+        head[i] = word_at(base + 8 * i as u64);
+        i += 1;
+    }
+    Some(head)
+}
+
+/// Whether kernel memory is read by plain loads (`word_at`) rather than by helper calls:
+/// where the kernel has `bpf_rdonly_cast` (Linux 6.2), userspace sets `word_type_id`.
+#[inline(always)]
+fn by_loads() -> bool {
+    config!(word_type_id) != 0
+}
+
+/// The 8 bytes of kernel memory at `addr`, by one load: `bpf_rdonly_cast` makes the
+/// address a read-only pointer to a struct of one 8-byte integer, which the verifier
+/// lets the program load from and the JIT turns into a load that cannot fault (a bad
+/// address reads as 0). A helper call costs tens of nanoseconds; the cast itself is
+/// rewritten by the verifier into a register move. Only where `by_loads()`.
+#[inline(always)]
+fn word_at(addr: u64) -> u64 {
+    let ptr: u64;
+    let type_id = config!(word_type_id) as u64;
+    // SAFETY: the bytes are `WORD_CAST_CALL`, a call of the kfunc bpf_rdonly_cast(r1,
+    // r2) whose id userspace writes in before loading; like any call it returns in r0
+    // and leaves r1-r5 undefined. Its type id argument is a constant of CONFIG, as the
+    // verifier requires.
+    unsafe {
+        core::arch::asm!(
+            ".quad {call}",
+            call = const u64::from_le_bytes(WORD_CAST_CALL),
+            inout("r1") addr => _,
+            inout("r2") type_id => _,
+            lateout("r0") ptr,
+            lateout("r3") _,
+            lateout("r4") _,
+            lateout("r5") _,
+            options(nostack),
+        );
+        core::ptr::read_volatile(ptr as *const u64)
+    }
 }
 
 /// The `bytes`-wide field at `offset` of a head read by `read_head`; userspace checked
@@ -231,6 +276,12 @@ fn socket_of_file(file: u64) -> Option<u64> {
 fn file_ops_and_private_data(file: u64) -> Option<(u64, u64)> {
     let f_op = config!(offsets.file_f_op);
     let private_data = config!(offsets.file_private_data);
+    if by_loads() {
+        return Some((
+            word_at(file + f_op as u64),
+            word_at(file + private_data as u64),
+        ));
+    }
     let gap = private_data.wrapping_sub(f_op);
     if gap % 8 == 0 && gap > 0 && gap < 32 {
         let words: [u64; 4] = read(file, f_op)?;
@@ -286,7 +337,11 @@ fn file_of_fd(task: Task, fd: i32) -> Option<u64> {
     if fd as u64 >= max_fds {
         return None;
     }
-    let file: u64 = read(fd_array, fd as u32 * 8)?;
+    let file: u64 = if by_loads() {
+        word_at(fd_array + fd as u64 * 8)
+    } else {
+        read(fd_array, fd as u32 * 8)?
+    };
     (file != 0).then_some(file)
 }
 

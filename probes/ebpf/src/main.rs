@@ -10,6 +10,7 @@
 //! read and write of every process pays for.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 /// Every data syscall the probes copy, one line each: the name of its program in each way
 /// of hooking (entry in `saved`, exit in `regs`), the shape of its buffer argument, its
