@@ -123,6 +123,15 @@ data_hooks() {
     esac
 }
 
+# Whether the profiler must say it reads kernel memory by plain loads on kernel NAME:
+# from 6.2, which has the kfunc bpf_rdonly_cast; by helper calls before.
+plain_loads() {
+    case $1 in
+        5.* | 6.1-*) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
 # The first sign of the guest's kernel failing in CONSOLE (an oops, a BUG, a soft
 # lockup, an RCU stall, a panic), as ", guest kernel: <line>", or nothing: a guest that
 # hangs or dies says why in the FAIL line itself.
@@ -167,6 +176,14 @@ boot_kernel() {
             hooks=$(data_hooks "$name")
             if ! grep -aq "$hooks" "$console"; then
                 echo "FAIL kernel $name: the profiler did not log \"$hooks\", the way this kernel hooks data syscalls"
+                return 1
+            fi
+            local loads="read kernel memory by plain loads"
+            if plain_loads "$name" && ! grep -aq "$loads" "$console"; then
+                echo "FAIL kernel $name: the profiler did not log \"$loads\" on a kernel with bpf_rdonly_cast"
+                return 1
+            elif ! plain_loads "$name" && grep -aq "$loads" "$console"; then
+                echo "FAIL kernel $name: the profiler logged \"$loads\" on a kernel without bpf_rdonly_cast"
                 return 1
             fi
             echo "PASS kernel $name (${elapsed}s)"
