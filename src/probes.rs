@@ -164,7 +164,7 @@ impl Probes {
             kfunc_id: if refused { i32::MAX as u32 } else { c.kfunc_id },
             ..c
         });
-        let patched = object_patch::for_kernel(object, first);
+        let patched = object_patch::for_kernel(object, first)?;
         match Self::load_object(patched.bytes(), config, ring_bytes, source) {
             Err(e) if cast.is_some() => {
                 log::warn!(
@@ -175,7 +175,7 @@ impl Probes {
                     word_type_id: 0,
                     ..*config
                 };
-                let patched = object_patch::for_kernel(object, None);
+                let patched = object_patch::for_kernel(object, None)?;
                 Self::load_object(patched.bytes(), &config, ring_bytes, source)
             }
             loaded => {
