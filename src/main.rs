@@ -280,9 +280,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     preflight::release_freed_memory();
     setup(preflight::ensure_tracefs())?;
     preflight::raise_memlock();
-    // The kfunc came with Linux 6.2, after bpf_task_pt_regs (5.15): a kernel hooked at
-    // entry has neither, and so is taken to (which keeps the helper-call path under the
-    // tests that assume no registers).
+    // The kfunc came with Linux 6.2, after bpf_task_pt_regs (5.15): a kernel whose data
+    // syscalls are hooked at entry has neither. The tests that assume such a kernel
+    // therefore run the helper calls too.
     let word_cast = match source {
         ArgumentSource::Registers => layout.word_cast,
         ArgumentSource::EnterHooks => None,
