@@ -287,8 +287,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ArgumentSource::Registers => layout.word_cast,
         ArgumentSource::EnterHooks => None,
     };
-    let mut config = setup(probe_config(&cli, layout.offsets))?;
-    config.word_type_id = word_cast.map_or(0, |c| c.type_id);
+    let config = setup(probe_config(&cli, layout.offsets))?;
     let (mut probes, ring) = setup(Probes::load(
         &config,
         cli.ring_buffer_bytes,

@@ -33,8 +33,8 @@ impl PatchedObject {
 /// Copies the object with every placeholder call rewritten: with the kernel's kfunc id
 /// where `cast` is known, else with `WORD_CAST_FALLBACK`. The debug-information sections
 /// (half of the object; the loader reads none of them, only their relocations) are left
-/// out of the copy: they stay zero pages of a zeroed allocation, which take no memory, and the
-/// object's own pages of them are never touched either.
+/// out of the copy: they stay zero pages of a zeroed allocation, which take no memory,
+/// and the object's own pages of them are never touched either.
 pub fn for_kernel(object: &[u8], cast: Option<WordCast>) -> anyhow::Result<PatchedObject> {
     let file = object::File::parse(object)?;
     let mut skipped = Vec::new();

@@ -144,9 +144,9 @@ pub(crate) fn object() -> &'static [u8] {
 impl Probes {
     /// Loads and attaches everything; returns the probes and the ring buffer to read.
     /// `cast`: how the probes may read kernel memory by plain loads, if this kernel lets
-    /// them (`config.word_type_id` set to match). Should the kernel refuse the programs
-    /// so built, they are loaded again reading it by helper calls, as on a kernel
-    /// without the kfunc.
+    /// them (it sets `config.word_type_id`). Should the kernel refuse the programs so
+    /// built, they are loaded again reading it by helper calls, as on a kernel without
+    /// the kfunc.
     pub fn load(
         config: &ProbeConfig,
         ring_bytes: u32,
@@ -164,19 +164,19 @@ impl Probes {
             kfunc_id: if refused { i32::MAX as u32 } else { c.kfunc_id },
             ..c
         });
+        let config_for = |cast: Option<WordCast>| ProbeConfig {
+            word_type_id: cast.map_or(0, |c| c.type_id),
+            ..*config
+        };
         let patched = object_patch::for_kernel(object, first)?;
-        match Self::load_object(patched.bytes(), config, ring_bytes, source) {
+        match Self::load_object(patched.bytes(), &config_for(cast), ring_bytes, source) {
             Err(e) if cast.is_some() => {
                 log::warn!(
                     "the kernel refused the probes that read its memory by plain loads \
                      (bpf_rdonly_cast): loading them with helper calls instead ({e:#})"
                 );
-                let config = ProbeConfig {
-                    word_type_id: 0,
-                    ..*config
-                };
                 let patched = object_patch::for_kernel(object, None)?;
-                Self::load_object(patched.bytes(), &config, ring_bytes, source)
+                Self::load_object(patched.bytes(), &config_for(None), ring_bytes, source)
             }
             loaded => {
                 if cast.is_some() {
