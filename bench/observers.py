@@ -1,13 +1,17 @@
 """What watches the traffic in each mode: nothing (baseline), http-profiler with its
 probes attached but this traffic filtered out (hooks-only), http-profiler capturing the
-service (full), or tcpdump writing the service port's packets to a file."""
+service (full), or tcpdump writing the service port's packets to a file; and on request
+an empty program on each of the profiler's tracepoints (empty-hooks)."""
 
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import empty_hooks
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILER = ROOT / "target/release/http-profiler"
@@ -24,7 +28,13 @@ MODES = ["baseline", "hooks-only", "full", "tcpdump"]
 # own work, without the kernel storing its output: on a VM that hands freed memory back to
 # its host, each new page of a growing file faults on the host when first written), and
 # "full-no-raw" runs with --no-raw-payload (lines of about half the bytes).
-COMPARE_MODES = MODES + ["other-port", "full-before", "full-no-raw", "full-null"]
+# "empty-hooks" (BENCH_MODES=...,empty-hooks) attaches a program that does nothing to each
+# tracepoint the profiler attaches on this kernel (bench/empty_hooks.py): the floor that
+# attaching sets, below which no program on those hooks can go; hooks-only's distance from
+# it is what the profiler's programs cost on their way out. It needs Linux 6.6 or later
+# (to learn the profiler's tracepoints from its BPF links).
+COMPARE_MODES = ["baseline", "empty-hooks", "hooks-only", "full", "tcpdump",
+                 "other-port", "full-before", "full-no-raw", "full-null"]
 DEV_NULL = Path("/dev/null")
 UNUSED_PORT = 1
 
@@ -162,6 +172,37 @@ class Profiler(Observer):
         return int(whole.stdout.strip() or 0)
 
 
+class EmptyHooks(Observer):
+    """bench/empty_hooks.py holding an empty program on the profiler's tracepoints. Its
+    process holds the program, so its BPF run time is measured as the profiler's is; it
+    sleeps, so its own CPU is about nil."""
+
+    tracepoints = None
+
+    def __init__(self, workdir, idle_pid):
+        if EmptyHooks.tracepoints is None:
+            # The tracepoints of this kernel's way of hooking, as the profiler attaches them.
+            probe = Profiler(workdir, ["--pid", str(idle_pid)], output=DEV_NULL)
+            try:
+                EmptyHooks.tracepoints = empty_hooks.tracepoints_of(probe.pid)
+            finally:
+                probe.finish()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(empty_hooks.__file__)), *EmptyHooks.tracepoints],
+            stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("attached"):
+            kill_if_running(self.proc)
+            raise RuntimeError(f"bench/empty_hooks.py did not attach ({self.proc.returncode})")
+        self.pid = self.proc.pid
+
+    def finish(self):
+        self.proc.send_signal(signal.SIGINT)
+        if self.proc.wait(timeout=30) != 0:
+            raise RuntimeError(f"bench/empty_hooks.py failed ({self.proc.returncode})")
+        return {}
+
+
 class Tcpdump(Observer):
     def __init__(self, workdir, port):
         self.file = workdir / "capture.pcap"
@@ -192,6 +233,8 @@ def start(mode, target, workdir, idle_pid):
         # Probes on every hook, but only an idle process selected: every syscall of the
         # service takes the filter's early exit. The floor that attaching sets.
         return Profiler(workdir, ["--pid", str(idle_pid)])
+    if mode == "empty-hooks":
+        return EmptyHooks(workdir, idle_pid)
     if mode == "other-port":
         return Profiler(workdir, ["--port", str(UNUSED_PORT)])
     if mode.startswith("full"):

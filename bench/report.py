@@ -145,6 +145,14 @@ def targets_section(runs, meta):
     if full is not None and tcp is not None:
         lines.append(f"- Loss smaller than tcpdump's: full loses {1 - full:.1%}, tcpdump {1 - tcp:.1%}: "
                      f"**{'met' if 1 - full < 1 - tcp else 'NOT met'}**.")
+    empty, hooks = closed.ratio("empty-hooks", "rps"), closed.ratio("hooks-only", "rps")
+    if empty is not None and hooks is not None and full is not None:
+        lines.append(f"- Where full capture's closed-loop loss lies (nginx, no target): an empty program on "
+                     f"each of the profiler's tracepoints (empty-hooks) keeps {empty:.1%} of baseline req/s, "
+                     f"the profiler's programs leaving at the pid check (hooks-only) {hooks:.1%}, full "
+                     f"capture {full:.1%}: attaching at all costs {1 - empty:.1%}, the programs' early "
+                     f"exits {empty - hooks:.1%} more, capturing and writing {hooks - full:.1%} more "
+                     f"(differences of medians).")
     rate = meta["settings"]["soak_rate"]
     fixed = Figures(runs, "nginx", "rate", rate)
     bpf = fixed.per_exchange("full", "bpf_ns", 1.0)
@@ -153,7 +161,10 @@ def targets_section(runs, meta):
         lines.append(f"- Kernel-side BPF time (nginx at {rate}/s, all hooks): {bpf:.0f} ns per exchange, "
                      f"target ≤ 2000: **{'met' if bpf <= 2000 else 'NOT met'}**. This is every run of the "
                      f"profiler's programs during the load, whichever process made the syscall, divided by "
-                     f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns.")
+                     f"the exchanges; with only an idle process selected the same sum is {fmt(floor)} ns"
+                     + (f", with an empty program on each hook (empty-hooks) "
+                        f"{fmt(fixed.per_exchange('empty-hooks', 'bpf_ns', 1.0))} ns"
+                        if fixed.of("empty-hooks") else "") + ".")
     if closed.of("full-before") or fixed.of("full-before"):
         lines.append(
             f"- This build's full capture against the build BENCH_BEFORE names (full-before), medians "
@@ -342,6 +353,9 @@ def markdown(data):
            + (f"other-port: --port {observers.UNUSED_PORT}, a port nothing uses (every TCP syscall of the host "
               f"that moves bytes walks from its fd to the socket and is rejected on its ports). "
               if any(r["mode"] == "other-port" for r in runs) else "")
+           + ("empty-hooks: a program that does nothing (`return 0`) on each tracepoint the profiler "
+              "attaches on this kernel (bench/empty_hooks.py), the floor that attaching sets. "
+              if any(r["mode"] == "empty-hooks" for r in runs) else "")
            + ("full-before: as full, by the build BENCH_BEFORE names. "
               if any(r["mode"] == "full-before" for r in runs) else "")
            + ("full-no-raw: as full, with --no-raw-payload. "

@@ -15,7 +15,8 @@ add other-port for the cost of a --port filter that selects none of this traffic
 full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds,
 which then also run attached at once (bench/paired.py; BENCH_PAIRED_RUNS, 6, and
 BENCH_PAIRED_RATE, 20000); full-no-raw and full-null split full capture's cost: without the raw payload, and with
-the lines written to /dev/null)."""
+the lines written to /dev/null; empty-hooks is the floor that attaching sets: a program
+that does nothing on each of the profiler's tracepoints, Linux 6.6 or later)."""
 
 import contextlib
 import json
@@ -102,8 +103,8 @@ def measure(target, mode, workdir, idle_pid, load, bpf):
     with observing(mode, target, workdir, idle_pid) as obs:
         loadavg = os.getloadavg()[0]
         cpu0 = observers.cpu_seconds(obs.pid) if obs.pid else 0.0
-        profiler = isinstance(obs, observers.Profiler)
-        bpf0 = bpfstats.snapshot(obs.pid) if bpf and profiler else None
+        has_programs = isinstance(obs, (observers.Profiler, observers.EmptyHooks))
+        bpf0 = bpfstats.snapshot(obs.pid) if bpf and has_programs else None
         result = load()
         if obs.pid:
             settle(obs.pid)
