@@ -203,6 +203,9 @@ def targets_section(runs, meta):
         if soak.of("hooks-only"):
             floor = (f"; hooks-only, the floor of attaching: {soak.m('hooks-only', 'p99_ms'):.3f} ms, "
                      f"{soak.ratio('hooks-only', 'p99_ms') - 1:+.1%}")
+        if soak.of("empty-hooks"):
+            floor += (f"; empty-hooks, an empty program on each hook: "
+                      f"{soak.m('empty-hooks', 'p99_ms'):.3f} ms, {soak.ratio('empty-hooks', 'p99_ms') - 1:+.1%}")
         lines.append(
             f"- {meta['settings']['soak_seconds']} s at {rate}/s (nginx), {len(full_runs)} interleaved "
             f"runs of each mode: {drops} ring-buffer drops in all, exchanges captured of completed "

@@ -8,7 +8,7 @@ Raw figures go to bench/results/<time>.json; report.py turns them into the table
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
 BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (7 interleaved runs of
-baseline, hooks-only and full), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
+baseline, hooks-only and full, and empty-hooks when asked for), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
 BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_SYSCALL_RUNS (7),
 BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
@@ -334,7 +334,8 @@ def main():
                 # hooks-only shows how much of the added latency attaching alone costs.
                 # BPF run-time accounting stays off: it costs only the profiler's side
                 # and is not how the profiler runs.
-                soak_modes = [m for m in ("baseline", "hooks-only", "full") if m in MODES]
+                # empty-hooks, when asked for, shows what attaching costs with no program work.
+                soak_modes = [m for m in ("baseline", "empty-hooks", "hooks-only", "full") if m in MODES]
                 for run in range(SOAK_RUNS):
                     for mode in rotated(soak_modes, run):
                         print(f"bench: {SOAK_SECONDS} s at {SOAK_RATE}/s, round {run + 1} of "
