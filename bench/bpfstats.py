@@ -22,11 +22,12 @@ class StatsEnabled:
         SYSCTL.write_text(self.before)
 
 
-def prog_ids(pid):
+def fdinfo_ids(pid, field):
+    """The ids a process's fds name in `field` of /proc/PID/fdinfo (prog_id, link_id)."""
     ids = set()
     for info in Path(f"/proc/{pid}/fdinfo").iterdir():
         try:
-            m = re.search(r"^prog_id:\s+(\d+)", info.read_text(), re.M)
+            m = re.search(rf"^{field}:\s+(\d+)", info.read_text(), re.M)
         except OSError:
             continue
         if m:
@@ -36,7 +37,7 @@ def prog_ids(pid):
 
 def snapshot(pid):
     """{program name: (run_time_ns, run_cnt)} for the programs `pid` holds."""
-    ids = prog_ids(pid)
+    ids = fdinfo_ids(pid, "prog_id")
     progs = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True,
                                       text=True, check=True).stdout)
     out = {}

@@ -19,6 +19,8 @@ import struct
 import sys
 from pathlib import Path
 
+import bpfstats
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR = {"x86_64": {"bpf": 321, "perf_event_open": 298},
        "aarch64": {"bpf": 280, "perf_event_open": 241}}[platform.machine()]
@@ -70,11 +72,7 @@ def _link_tracepoint(link_id):
 def tracepoints_of(pid):
     """The syscall tracepoints process `pid` holds BPF links on, sorted."""
     found = set()
-    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
-        text = info.read_text()
-        if "link_id:" not in text:
-            continue
-        link_id = int(text.split("link_id:")[1].split()[0])
+    for link_id in bpfstats.fdinfo_ids(pid, "link_id"):
         tp = _link_tracepoint(link_id)
         if tp and (TRACEFS / tp).exists():
             found.add(tp)

@@ -151,8 +151,8 @@ def targets_section(runs, meta):
                      f"each of the profiler's tracepoints (empty-hooks) keeps {empty:.1%} of baseline req/s, "
                      f"the profiler's programs leaving at the pid check (hooks-only) {hooks:.1%}, full "
                      f"capture {full:.1%}: attaching at all costs {1 - empty:.1%}, the programs' early "
-                     f"exits {empty - hooks:.1%} more, capturing and writing {hooks - full:.1%} more "
-                     f"(differences of medians).")
+                     f"exits {empty - hooks:+.1%} on top, capturing and writing {hooks - full:+.1%} "
+                     f"(differences of medians, noise included).")
     rate = meta["settings"]["soak_rate"]
     fixed = Figures(runs, "nginx", "rate", rate)
     bpf = fixed.per_exchange("full", "bpf_ns", 1.0)
