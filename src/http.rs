@@ -142,7 +142,13 @@ pub trait MessageSink {
     /// Bytes were not seen where whole messages may have been: which request a later
     /// response answers is no longer known.
     fn records_lost(&mut self);
-    fn message(&mut self, message: Message);
+    fn message(&mut self, message: Box<Message>);
+    /// The box of a message already written, for the parser to build the next one in:
+    /// its buffers keep their capacity, so that a steady stream of messages allocates
+    /// nothing per message. None when there is none to spare.
+    fn spare_message(&mut self) -> Option<Box<Message>> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -467,13 +473,14 @@ impl Parser {
             _ => 0,
         };
         let mut message = self.message_from_head(
+            sink.spare_message(),
             parsed.start,
             parsed.version_minor,
             parsed.headers,
             head,
-            gap,
             body_len,
         );
+        message.capture_gap = gap;
         message.last_timestamp_ns = meta.timestamp_ns;
         message.head_len = head.len().min(message.raw.len());
         match body {
@@ -488,7 +495,7 @@ impl Parser {
             body => {
                 self.state = State::Body {
                     fields_held: fields_held(&message.headers),
-                    message: Box::new(message),
+                    message,
                     body,
                 }
             }
@@ -575,29 +582,42 @@ impl Parser {
             if why.is_some() {
                 message.body_truncated = true;
             }
-            sink.message(*message);
+            sink.message(message);
         }
     }
 
-    /// A message of just its head, dated from the head's first byte.
+    /// A message of just its head, dated from the head's first byte, built in `spare`
+    /// when there is one.
     fn message_from_head(
         &self,
+        spare: Option<Box<Message>>,
         start: StartLine,
         version_minor: u8,
         headers: Fields,
         head: &[u8],
-        capture_gap: bool,
         body_len: usize,
-    ) -> Message {
+    ) -> Box<Message> {
         let max_raw = self.limits.max_raw;
-        let mut raw = Vec::with_capacity(head.len().saturating_add(body_len).min(max_raw));
+        let mut spare = spare;
+        let (mut raw, mut body, mut trailers) = match &mut spare {
+            Some(m) => (
+                std::mem::take(&mut m.raw),
+                std::mem::take(&mut m.body),
+                std::mem::take(&mut m.trailers),
+            ),
+            None => Default::default(),
+        };
+        raw.clear();
+        body.clear();
+        trailers.clear();
+        raw.reserve(head.len().saturating_add(body_len).min(max_raw));
         raw.extend_from_slice(&head[..head.len().min(max_raw)]);
-        Message {
+        let message = Message {
             start,
             version_minor,
             headers,
-            trailers: Vec::new(),
-            body: Vec::new(),
+            trailers,
+            body,
             body_len: 0,
             body_truncated: false,
             raw,
@@ -606,8 +626,15 @@ impl Parser {
             first: self.head_meta,
             last_timestamp_ns: self.head_meta.timestamp_ns,
             incomplete: None,
-            capture_gap,
+            capture_gap: false,
             body_omitted: None,
+        };
+        match spare {
+            Some(mut boxed) => {
+                *boxed = message;
+                boxed
+            }
+            None => Box::new(message),
         }
     }
 
@@ -618,14 +645,9 @@ impl Parser {
         let Some(start) = partial_start_line(&head) else {
             return;
         };
-        let mut message = self.message_from_head(
-            start,
-            1,
-            Fields::default(),
-            &head,
-            gap || why == Incomplete::Gap,
-            0,
-        );
+        let mut message =
+            self.message_from_head(sink.spare_message(), start, 1, Fields::default(), &head, 0);
+        message.capture_gap = gap || why == Incomplete::Gap;
         message.incomplete = Some(why);
         sink.message(message);
     }

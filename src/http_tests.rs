@@ -57,7 +57,7 @@ impl Conn {
             .end(Incomplete::Closed, &mut self.pairing.sink(&mut self.out));
     }
     fn messages(&self) -> Vec<&Message> {
-        self.out.iter().map(|p| &p.message).collect()
+        self.out.iter().map(|p| &*p.message).collect()
     }
 }
 

@@ -106,7 +106,7 @@ mod tests {
         let is_response = matches!(start, StartLine::Response { .. });
         Emitted {
             paired: Paired {
-                message: Message {
+                message: Box::new(Message {
                     start,
                     version_minor: 1,
                     headers: Default::default(),
@@ -126,7 +126,7 @@ mod tests {
                     incomplete: None,
                     capture_gap: false,
                     body_omitted: None,
-                },
+                }),
                 request: is_response.then(|| PendingRequest {
                     method: "POST".into(),
                     url: "/echo".into(),

@@ -242,7 +242,7 @@ impl Pipeline {
                 let _ = writeln!(out, "{text}");
             }
         }
-        self.emitted.clear();
+        self.tracker.recycle(&mut self.emitted);
     }
 }
 

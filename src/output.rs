@@ -565,7 +565,7 @@ mod tests {
         ] {
             let e = Emitted {
                 paired: Paired {
-                    message: Message {
+                    message: Box::new(Message {
                         start: StartLine::Response {
                             status: 200,
                             reason: all.clone(),
@@ -594,7 +594,7 @@ mod tests {
                         incomplete: None,
                         capture_gap: true,
                         body_omitted: Some("sendfile"),
-                    },
+                    }),
                     request: Some(PendingRequest {
                         method: "GET".into(),
                         url: all.clone(),
@@ -677,7 +677,7 @@ mod tests {
         };
         let mut e = Emitted {
             paired: Paired {
-                message: Message {
+                message: Box::new(Message {
                     start: StartLine::Request {
                         method: "GET".into(),
                         url: "/".into(),
@@ -700,7 +700,7 @@ mod tests {
                     incomplete: None,
                     capture_gap: false,
                     body_omitted: None,
-                },
+                }),
                 request: None,
                 latency_ns: None,
                 request_lost: false,

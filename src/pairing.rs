@@ -36,7 +36,7 @@ impl PendingRequest {
 /// A parsed message with what pairing knows of it.
 #[derive(Debug)]
 pub struct Paired {
-    pub message: Message,
+    pub message: Box<Message>,
     /// For a response: the request it answers.
     pub request: Option<PendingRequest>,
     /// For a response: from the request's last byte to the response's first byte.
@@ -60,6 +60,11 @@ pub struct Pairing {
 /// Where a sink puts each message it has paired.
 pub trait PairedOut {
     fn put(&mut self, paired: Paired);
+    /// The box of a message already written, to build the next one in (see
+    /// `MessageSink::spare_message`).
+    fn spare(&mut self) -> Option<Box<Message>> {
+        None
+    }
 }
 
 impl PairedOut for Vec<Paired> {
@@ -123,7 +128,11 @@ impl<O: PairedOut> MessageSink for PairingSink<'_, O> {
         self.pairing.unsure = true;
     }
 
-    fn message(&mut self, message: Message) {
+    fn spare_message(&mut self) -> Option<Box<Message>> {
+        self.out.spare()
+    }
+
+    fn message(&mut self, message: Box<Message>) {
         let (request, request_lost) = match &message.start {
             StartLine::Request { method, url } => {
                 if let Some(p) = self

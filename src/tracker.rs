@@ -9,7 +9,7 @@ use http_profiler_common::{
 };
 
 use crate::{
-    http::{ChunkMeta, Incomplete, Limits, MessageSink, Missing, Parser},
+    http::{ChunkMeta, Incomplete, Limits, Message, MessageSink, Missing, Parser},
     pairing::{Paired, PairedOut, Pairing},
     record::Record,
     stream::StreamCursor,
@@ -73,6 +73,8 @@ pub struct Emitted {
 /// first and moved again (a message is a few hundred bytes).
 struct EmitInto<'a> {
     out: &'a mut Vec<Emitted>,
+    /// Boxes of messages already written, for the parser to build new ones in.
+    spares: Option<&'a mut Spares>,
     direction: u8,
     conn_id: u64,
     endpoints: Endpoints,
@@ -82,9 +84,18 @@ impl<'a> EmitInto<'a> {
     fn new(out: &'a mut Vec<Emitted>, direction: u8, conn_id: u64, endpoints: Endpoints) -> Self {
         Self {
             out,
+            spares: None,
             direction,
             conn_id,
             endpoints,
+        }
+    }
+
+    /// Lends the parser the boxes of messages already written (`Tracker::recycle`).
+    fn with_spares(self, spares: &'a mut Spares) -> Self {
+        Self {
+            spares: Some(spares),
+            ..self
         }
     }
 }
@@ -98,7 +109,24 @@ impl PairedOut for EmitInto<'_> {
             endpoints: self.endpoints,
         });
     }
+
+    fn spare(&mut self) -> Option<Box<Message>> {
+        self.spares.as_mut()?.pop()
+    }
 }
+
+/// Written messages kept for new ones to be built in, each in the box the parser
+/// allocated for it (the box is what is reused, so they stay boxed).
+type Spares = Vec<Box<Message>>;
+
+/// Boxes of written messages kept for new ones: the few a record's messages need at a
+/// time (the reader writes them after each record), so that a steady stream allocates
+/// nothing per message. More would only hold memory.
+const MAX_SPARES: usize = 16;
+
+/// A written message whose buffers hold more than this is not kept: one large body
+/// would otherwise stay allocated for good.
+const MAX_SPARE_BYTES: usize = 64 * 1024;
 
 /// A connection the probes should stop copying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +179,8 @@ pub struct Tracker {
     /// and the most they may.
     held: usize,
     max_held: usize,
+    /// Boxes of written messages, for new ones (`recycle`).
+    spares: Spares,
     pub stats: TrackerStats,
 }
 
@@ -165,7 +195,21 @@ impl Tracker {
             max_conns: max_conns.max(1),
             held: 0,
             max_held,
+            spares: Vec::with_capacity(MAX_SPARES),
             stats: TrackerStats::default(),
+        }
+    }
+
+    /// Takes back the messages in `written` once they are written, emptying it: their
+    /// boxes and buffers are where the next messages are built.
+    pub fn recycle(&mut self, written: &mut Vec<Emitted>) {
+        for e in written.drain(..) {
+            let m = e.paired.message;
+            if self.spares.len() < MAX_SPARES
+                && m.raw.capacity() + m.body.capacity() <= MAX_SPARE_BYTES
+            {
+                self.spares.push(m);
+            }
         }
     }
 
@@ -227,7 +271,8 @@ impl Tracker {
         let d = (h.direction == DIRECTION_RECV) as usize;
         let emitted_before = out.len();
         {
-            let mut to = EmitInto::new(out, h.direction, conn.id, conn.endpoints);
+            let mut to = EmitInto::new(out, h.direction, conn.id, conn.endpoints)
+                .with_spares(&mut self.spares);
             let mut sink = conn.pairing.sink(&mut to);
             // Bytes of either direction that came before this record and were never seen:
             // requests or responses may have been among them.

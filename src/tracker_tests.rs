@@ -478,3 +478,93 @@ fn requests_awaiting_responses_count_against_the_memory_limit() {
     assert!(out.iter().all(|e| e.paired.request.is_some()));
     assert!(t.held_bytes() < 20 * 1024, "{}", t.held_bytes());
 }
+
+/// Feeds `stream` (pairs of direction and bytes, each one record) and returns the
+/// messages, recycling each record's messages before the next record when `recycle`.
+fn messages_of(stream: &[(u8, &[u8])], recycle: bool) -> Vec<Message> {
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
+    let (mut pos, mut messages, mut out) = ([0u64; 2], Vec::new(), Vec::new());
+    for (i, &(direction, bytes)) in stream.iter().enumerate() {
+        let d = direction as usize;
+        let h = header(direction, pos[d], bytes.len(), 1_000 * (i as u64 + 1));
+        pos[d] += bytes.len() as u64;
+        t.on_record(
+            &Record::Data {
+                header: h,
+                payload: bytes,
+            },
+            &mut out,
+        );
+        messages.extend(out.iter().map(|e| (*e.paired.message).clone()));
+        if recycle {
+            t.recycle(&mut out);
+        } else {
+            out.clear();
+        }
+    }
+    messages
+}
+
+/// A message built in the box of one written before reads exactly as one built anew:
+/// nothing of the earlier message (its body, trailers, raw bytes, flags) stays behind.
+#[test]
+fn messages_built_in_recycled_boxes_equal_new_ones() {
+    let stream: &[(u8, &[u8])] = &[
+        (
+            DIRECTION_SEND,
+            b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (DIRECTION_SEND, b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n"),
+        (
+            DIRECTION_RECV,
+            b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated",
+        ),
+        (DIRECTION_SEND, REQ),
+        (DIRECTION_RECV, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (DIRECTION_SEND, b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n"),
+        (
+            DIRECTION_RECV,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab",
+        ),
+        (DIRECTION_RECV, b"cd"),
+        (DIRECTION_SEND, REQ),
+        (DIRECTION_RECV, RESP),
+    ];
+    let fresh = messages_of(stream, false);
+    assert_eq!(fresh.len(), 8);
+    assert_eq!(
+        fresh[0].trailers.len(),
+        1,
+        "the chunked request has a trailer"
+    );
+    assert_eq!(messages_of(stream, true), fresh);
+}
+
+/// What is kept for new messages is bounded: a few boxes, none holding a large body.
+#[test]
+fn recycling_keeps_few_boxes_and_no_large_buffers() {
+    let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for _ in 0..2 * MAX_SPARES {
+        let h = header(DIRECTION_SEND, pos, REQ.len(), 1_000);
+        pos += REQ.len() as u64;
+        t.on_record(
+            &Record::Data {
+                header: h,
+                payload: REQ,
+            },
+            &mut out,
+        );
+    }
+    assert_eq!(out.len(), 2 * MAX_SPARES);
+    out[0].paired.message.body.reserve(MAX_SPARE_BYTES + 1);
+    t.recycle(&mut out);
+    assert!(out.is_empty());
+    assert_eq!(t.spares.len(), MAX_SPARES);
+    assert!(
+        t.spares
+            .iter()
+            .all(|m| m.body.capacity() <= MAX_SPARE_BYTES)
+    );
+}

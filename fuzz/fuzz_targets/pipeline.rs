@@ -68,9 +68,11 @@ impl Driver {
     }
 
     fn drain(&mut self) {
-        for e in self.out.drain(..) {
-            check(&e, self.limits, &self.procs, &self.clock);
+        for e in &self.out {
+            check(e, self.limits, &self.procs, &self.clock);
         }
+        // As the reader does: the next messages are built in these ones' boxes.
+        self.tracker.recycle(&mut self.out);
         assert!(self.tracker.connections() <= self.max_conns);
     }
 
