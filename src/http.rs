@@ -403,6 +403,13 @@ impl Parser {
                 return find_message_start(&bytes[1..]).map_or(bytes.len(), |i| i + 1);
             }
             self.head_meta = meta;
+            // A head wholly in these bytes (most are: a client writes its head at once)
+            // is parsed where it lies, not copied into the head buffer first.
+            let window = &bytes[..bytes.len().min(self.limits.max_head + 4)];
+            if let Some(end) = find_head_end(window, 0) {
+                self.parse_taken_head(&bytes[..end], meta, sink);
+                return end;
+            }
         }
         let before = self.head.len();
         let take = bytes
