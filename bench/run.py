@@ -268,6 +268,15 @@ def mitigations():
     return found
 
 
+def command_line():
+    """The command that made this run, with every BENCH_ setting it was given, so that the
+    table names what reproduces it (BENCH_COMMAND overrides, for a run started another way)."""
+    if "BENCH_COMMAND" in os.environ:
+        return os.environ["BENCH_COMMAND"]
+    settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+    return " ".join(settings + ["make bench"])
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the benchmark loads eBPF probes and runs tcpdump: run it as root (sudo make bench)")
@@ -278,7 +287,7 @@ def main():
     source = source_state()
     meta = {
         "stamp": stamp,
-        "command": os.environ.get("BENCH_COMMAND", "make bench"),
+        "command": command_line(),
         "commit": source["commit"] + (" with uncommitted changes" if source["changes"] else ""),
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
