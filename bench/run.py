@@ -16,7 +16,8 @@ full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two bui
 which then also run attached at once (bench/paired.py; BENCH_PAIRED_RUNS, 6, and
 BENCH_PAIRED_RATE, 20000); full-no-raw and full-null split full capture's cost: without the raw payload, and with
 the lines written to /dev/null; empty-hooks is the floor that attaching sets: a program
-that does nothing on each of the profiler's tracepoints, Linux 6.6 or later)."""
+that does nothing on each of the profiler's tracepoints, Linux 6.6 or later). The table
+names the run's command with every BENCH_ setting it had; BENCH_COMMAND replaces that text."""
 
 import contextlib
 import json
