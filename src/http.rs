@@ -403,20 +403,27 @@ impl Parser {
                 return find_message_start(&bytes[1..]).map_or(bytes.len(), |i| i + 1);
             }
             self.head_meta = meta;
-            // A head wholly in these bytes (most are: a client writes its head at once)
-            // is parsed where it lies, not copied into the head buffer first.
-            let window = &bytes[..bytes.len().min(self.limits.max_head + 4)];
-            if let Some(end) = find_head_end(window, 0) {
-                self.parse_taken_head(&bytes[..end], meta, sink);
-                return end;
-            }
         }
         let before = self.head.len();
         let take = bytes
             .len()
             .min(self.limits.max_head + 4 - before.min(self.limits.max_head));
+        // A head wholly in these bytes (most are: a client writes its head at once) is
+        // parsed where it lies, not copied into the head buffer first.
+        if before == 0
+            && let Some(end) = find_head_end(&bytes[..take], 0)
+        {
+            self.parse_taken_head(&bytes[..end], meta, sink);
+            return end;
+        }
         self.head.extend_from_slice(&bytes[..take]);
-        match find_head_end(&self.head, before) {
+        // Into an empty buffer went bytes just searched: no head ends in them.
+        let end = if before == 0 {
+            None
+        } else {
+            find_head_end(&self.head, before)
+        };
+        match end {
             Some(end) => {
                 let used = end - before;
                 self.head.truncate(end);
@@ -597,7 +604,7 @@ impl Parser {
     /// when there is one.
     fn message_from_head(
         &self,
-        spare: Option<Box<Message>>,
+        mut spare: Option<Box<Message>>,
         start: StartLine,
         version_minor: u8,
         headers: Fields,
@@ -605,7 +612,6 @@ impl Parser {
         body_len: usize,
     ) -> Box<Message> {
         let max_raw = self.limits.max_raw;
-        let mut spare = spare;
         let (mut raw, mut body, mut trailers) = match &mut spare {
             Some(m) => (
                 std::mem::take(&mut m.raw),

@@ -483,18 +483,12 @@ fn requests_awaiting_responses_count_against_the_memory_limit() {
 /// messages, recycling each record's messages before the next record when `recycle`.
 fn messages_of(stream: &[(u8, &[u8])], recycle: bool) -> Vec<Message> {
     let mut t = Tracker::new(Limits::default(), 16, usize::MAX);
-    let (mut pos, mut messages, mut out) = ([0u64; 2], Vec::new(), Vec::new());
+    let (mut pos, mut messages) = ([0u64; 2], Vec::new());
     for (i, &(direction, bytes)) in stream.iter().enumerate() {
         let d = direction as usize;
         let h = header(direction, pos[d], bytes.len(), 1_000 * (i as u64 + 1));
         pos[d] += bytes.len() as u64;
-        t.on_record(
-            &Record::Data {
-                header: h,
-                payload: bytes,
-            },
-            &mut out,
-        );
+        let mut out = feed(&mut t, h, bytes);
         messages.extend(out.iter().map(|e| (*e.paired.message).clone()));
         if recycle {
             t.recycle(&mut out);
@@ -549,13 +543,7 @@ fn recycling_keeps_few_boxes_and_no_large_buffers() {
     for _ in 0..2 * MAX_SPARES {
         let h = header(DIRECTION_SEND, pos, REQ.len(), 1_000);
         pos += REQ.len() as u64;
-        t.on_record(
-            &Record::Data {
-                header: h,
-                payload: REQ,
-            },
-            &mut out,
-        );
+        out.extend(feed(&mut t, h, REQ));
     }
     assert_eq!(out.len(), 2 * MAX_SPARES);
     out[0].paired.message.body.reserve(MAX_SPARE_BYTES + 1);
