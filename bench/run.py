@@ -9,7 +9,8 @@ Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
 BENCH_SOAK_SECONDS (60), BENCH_SOAK_RATE (20000), BENCH_SOAK_RUNS (7 interleaved runs of
 baseline, hooks-only and full, and empty-hooks when asked for), BENCH_IDLE_SECONDS (10), BENCH_CONNS (10000),
-BENCH_CONN_CAP (4096; a second round uses a quarter of it), BENCH_SYSCALL_RUNS (7),
+BENCH_CONN_CAP (4096; each round also runs a quarter of it), BENCH_CONN_RUNS (3 rounds),
+BENCH_SYSCALL_RUNS (7),
 BENCH_TARGETS ("nginx,demo-server"; empty for none), BENCH_MODES (all four;
 add other-port for the cost of a --port filter that selects none of this traffic, and
 full-before with BENCH_BEFORE=<an older http-profiler binary> to compare two builds,
@@ -59,6 +60,7 @@ SOAK_RUNS = int(os.environ.get("BENCH_SOAK_RUNS", 7))
 IDLE_SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", 10))
 CONNS = int(os.environ.get("BENCH_CONNS", 10000))
 CONN_CAP = int(os.environ.get("BENCH_CONN_CAP", 4096))
+CONN_RUNS = int(os.environ.get("BENCH_CONN_RUNS", 3))
 TARGETS = env_list("BENCH_TARGETS", "nginx,demo-server")
 MODES = env_list("BENCH_MODES", ",".join(observers.MODES))
 SYSCALL_RUNS = int(os.environ.get("BENCH_SYSCALL_RUNS", 7))
@@ -298,7 +300,7 @@ def main():
                      "soak_seconds": SOAK_SECONDS, "soak_rate": SOAK_RATE, "soak_runs": SOAK_RUNS,
                      "idle_seconds": IDLE_SECONDS,
                      "conns": CONNS,
-                     "conn_cap": CONN_CAP, "wrk_connections": loads.CONNECTIONS},
+                     "conn_cap": CONN_CAP, "conn_runs": CONN_RUNS, "wrk_connections": loads.CONNECTIONS},
         "loadavg_start": os.getloadavg(),
     }
     runs = []
@@ -360,14 +362,18 @@ def main():
                 meta["idle"] = idle_cost(nginx, workdir, idle.pid, IDLE_SECONDS)
                 save()
             if nginx and CONNS > 0:
-                print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP}", flush=True)
-                meta["conns"] = conns.check(nginx, workdir, CONNS, CONN_CAP)
-                save()
-                # The same with a table a quarter the size: every request still evicts, so
-                # the two CPU figures differ only by what an eviction costs in a larger table.
-                print(f"bench: {CONNS} kept-alive connections, --max-connections {CONN_CAP // 4}", flush=True)
-                meta["conns_small_table"] = conns.check(nginx, workdir, CONNS, CONN_CAP // 4)
-                save()
+                # Each round also runs a table a quarter the size: every request still evicts,
+                # so the two CPU figures differ only by what an eviction costs in a larger
+                # table. One pair of runs swung by half from one table to the next; the
+                # report takes the median over the rounds, the two sizes in turn first.
+                meta["conns_rounds"] = []
+                for run in range(CONN_RUNS):
+                    for cap in rotated([CONN_CAP, CONN_CAP // 4], run):
+                        print(f"bench: {CONNS} kept-alive connections, --max-connections {cap}, "
+                              f"round {run + 1} of {CONN_RUNS}", flush=True)
+                        meta["conns_rounds"].append(dict(conns.check(nginx, workdir, CONNS, cap),
+                                                         run=run))
+                        save()
             if SYSCALL_RUNS > 0:
                 meta["syscall_cost"] = syscall_cost(workdir, idle.pid, SYSCALL_RUNS)
                 save()
