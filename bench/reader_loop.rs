@@ -1,18 +1,14 @@
 //! The reader's work on kept-alive exchanges, without a kernel: records as the probes
-//! write them for nginx answering a client on `CONNECTIONS` connections, each taken as
-//! the profiler's pipeline takes a record from the ring buffer (the process cache, the
-//! connection table, then each message it finished rendered into the output buffer and
-//! given back to the tracker). Shared by bench/reader_cost.rs, which times it, and
-//! tests/steady_allocations.rs, which counts its allocations.
+//! write them for nginx answering a client on `CONNECTIONS` connections, each taken by
+//! the profiler's own stages (`http_profiler::stages`: the process cache, the connection
+//! table, then each message it finished rendered into an output buffer and given back to
+//! the tracker), as its loop takes a record from the ring buffer. Shared by
+//! bench/reader_cost.rs, which times it, and tests/steady_allocations.rs, which counts its
+//! allocations.
 
 use http_profiler::{
-    clock::WallClock,
-    http::Limits,
-    output::{self, Format},
-    procinfo::ProcessCache,
-    record::Record,
-    redact::Redactor,
-    tracker::{Emitted, Tracker},
+    http::Limits, output::Format, record::Record, redact::Redactor, stages::Stages,
+    tracker::Tracker,
 };
 use http_profiler_common::{DIRECTION_RECV, DIRECTION_SEND, DataHeader};
 
@@ -44,12 +40,7 @@ fn header(sock: u64, direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader
 
 /// The stages after the ring buffer, with the profiler's defaults.
 pub struct Reader {
-    tracker: Tracker,
-    procs: ProcessCache,
-    clock: WallClock,
-    format: Format,
-    kept: output::Kept,
-    emitted: Vec<Emitted>,
+    stages: Stages,
     out: Vec<u8>,
     /// Lines written so far.
     pub lines: u64,
@@ -59,15 +50,13 @@ impl Reader {
     /// `with_raw`: the lines carry raw_payload (the default) or not (--no-raw-payload).
     pub fn new(with_raw: bool) -> Self {
         Self {
-            tracker: Tracker::new(Limits::default(), 4096, usize::MAX),
-            procs: ProcessCache::default(),
-            clock: WallClock::now(),
-            format: Format {
-                with_raw,
-                redact: Redactor::new::<&str>(&[]),
-            },
-            kept: output::Kept::default(),
-            emitted: Vec::new(),
+            stages: Stages::new(
+                Tracker::new(Limits::default(), 4096, usize::MAX),
+                Format {
+                    with_raw,
+                    redact: Redactor::new::<&str>(&[]),
+                },
+            ),
             out: Vec::with_capacity(OUT_BYTES),
             lines: 0,
         }
@@ -92,23 +81,13 @@ impl Reader {
     }
 
     fn record(&mut self, record: &Record<'_>) {
-        if let Record::Data { header, .. } = record {
-            self.procs.observe(header.tgid, &header.comm);
-        }
-        self.tracker.on_record(record, &mut self.emitted);
-        for e in &self.emitted {
-            output::render_into(
-                &mut self.out,
-                e,
-                &self.procs,
-                &self.clock,
-                &self.format,
-                &mut self.kept,
-            );
-            self.out.push(b'\n');
-            self.lines += 1;
-        }
-        self.tracker.recycle(&mut self.emitted);
+        self.stages.take(record);
+        let (out, lines) = (&mut self.out, &mut self.lines);
+        self.stages.write_finished(|mut line| {
+            line.render_into(out);
+            out.push(b'\n');
+            *lines += 1;
+        });
         if self.out.len() > OUT_BYTES - 8192 {
             std::hint::black_box(&self.out);
             self.out.clear();

@@ -5,7 +5,8 @@
 //! (the connection table) -> `stream` (reassemble each direction's bytes) -> `http` and
 //! `chunked` (parse messages) -> `pairing` (responses with their requests) -> `output`
 //! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
-//! `procinfo` add wall-clock time and command lines; `courtesy` decides when reading the
+//! `procinfo` add wall-clock time and command lines; `stages` runs them on each record,
+//! from the process cache to the rendered line; `courtesy` decides when reading the
 //! ring buffer gives the CPU back. `check` verifies a capture of known
 //! traffic (`http-profiler check`).
 
@@ -27,5 +28,6 @@ pub mod record;
 pub mod redact;
 pub mod seed;
 pub mod sink;
+pub mod stages;
 pub mod stream;
 pub mod tracker;

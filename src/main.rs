@@ -14,20 +14,20 @@ use futures_util::StreamExt as _;
 use http_profiler::{
     check,
     cli::{CheckArgs, Cli, Command},
-    clock::{WallClock, monotonic_ns},
+    clock::monotonic_ns,
     courtesy::{self, Courtesy, DrainPace},
     http::Limits,
     live::LiveView,
     offsets,
-    output::{self, Format},
+    output::Format,
     preflight,
     probes::{ArgumentSource, Counters, Probes},
-    procinfo::ProcessCache,
     record::{self, Record},
     redact::Redactor,
     seed,
     sink::Sink,
-    tracker::{Emitted, Tracker},
+    stages::Stages,
+    tracker::Tracker,
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -177,14 +177,9 @@ fn wakeup_bytes(ring_bytes: u32) -> u32 {
 
 /// The stages after the kernel: records in, JSON lines out.
 struct Pipeline {
-    tracker: Tracker,
-    procs: ProcessCache,
-    clock: WallClock,
+    stages: Stages,
     sink: Sink,
-    format: Format,
-    kept: output::Kept,
     live: Option<(LiveView, Box<dyn std::io::Write>)>,
-    emitted: Vec<Emitted>,
     decode_errors: u64,
     /// Records of traffic (data and close) read from the ring buffer.
     traffic_records: u64,
@@ -200,15 +195,10 @@ impl Pipeline {
             bytes += item.len() as u64;
             match record::decode(&item) {
                 Ok(rec) => {
-                    match &rec {
-                        Record::Data { header, .. } => {
-                            self.traffic_records += 1;
-                            self.procs.observe(header.tgid, &header.comm)
-                        }
-                        Record::Exec(exec) => self.procs.exec(exec.tgid, &exec.comm),
-                        Record::Close(_) => self.traffic_records += 1,
+                    if !matches!(rec, Record::Exec(_)) {
+                        self.traffic_records += 1;
                     }
-                    if let Some(ignore) = self.tracker.on_record(&rec, &mut self.emitted) {
+                    if let Some(ignore) = self.stages.take(&rec) {
                         probes.ignore(ignore);
                     }
                 }
@@ -218,7 +208,7 @@ impl Pipeline {
                 }
             }
             drop(item);
-            self.write_emitted();
+            self.write_finished();
             if self.courtesy.should_yield(bytes, || started.elapsed()) {
                 let away = courtesy::yield_cpu();
                 self.courtesy.yielded(away);
@@ -228,21 +218,18 @@ impl Pipeline {
         bytes
     }
 
-    /// Writes the messages found so far, in place: each is a few hundred bytes, and
-    /// moving it out of the vector first was a copy per message for nothing.
-    fn write_emitted(&mut self) {
-        for e in &self.emitted {
-            let (procs, clock, format) = (&self.procs, &self.clock, &self.format);
-            let kept = &mut self.kept;
-            self.sink
-                .write_line_with(|out| output::render_into(out, e, procs, clock, format, kept));
-            if let Some((view, out)) = &mut self.live
-                && let Some(text) = view.line(e, &self.procs, &self.clock)
+    /// Writes the messages finished so far, each rendered straight into the sink's
+    /// buffer (and shown in the live view when there is one).
+    fn write_finished(&mut self) {
+        let (sink, live) = (&mut self.sink, &mut self.live);
+        self.stages.write_finished(|mut line| {
+            sink.write_line_with(|out| line.render_into(out));
+            if let Some((view, out)) = live.as_mut()
+                && let Some(text) = view.line(line.message, line.procs, line.clock)
             {
                 let _ = writeln!(out, "{text}");
             }
-        }
-        self.tracker.recycle(&mut self.emitted);
+        });
     }
 }
 
@@ -321,20 +308,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         max_raw: cli.max_raw_bytes,
         ..Limits::default()
     };
-    let mut pipeline = Pipeline {
-        tracker: Tracker::new(limits, cli.max_connections, cli.max_buffered_bytes),
-        procs: ProcessCache::default(),
-        clock: WallClock::now(),
-        sink,
-        format: Format {
-            with_raw: !cli.no_raw_payload,
-            redact: if cli.no_redact {
-                Redactor::none()
-            } else {
-                Redactor::new(&cli.redact_headers)
-            },
+    let format = Format {
+        with_raw: !cli.no_raw_payload,
+        redact: if cli.no_redact {
+            Redactor::none()
+        } else {
+            Redactor::new(&cli.redact_headers)
         },
-        kept: output::Kept::default(),
+    };
+    let mut pipeline = Pipeline {
+        stages: Stages::new(
+            Tracker::new(limits, cli.max_connections, cli.max_buffered_bytes),
+            format,
+        ),
+        sink,
         live: cli.pretty.then(|| {
             let out: Box<dyn std::io::Write> = if cli.output == Path::new("-") {
                 Box::new(std::io::stderr())
@@ -343,7 +330,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             (LiveView::default(), out)
         }),
-        emitted: Vec::new(),
         decode_errors: 0,
         traffic_records: 0,
         courtesy: Courtesy::for_ring(cli.ring_buffer_bytes),
@@ -393,9 +379,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 last_housekeeping = now;
                 if now >= last_expire + EXPIRE_EVERY {
                     last_expire = now;
-                    pipeline.tracker.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1), &mut pipeline.emitted);
+                    pipeline.stages.expire(monotonic_ns(), timeout_ns, 10 * timeout_ns.max(1));
                 }
-                pipeline.write_emitted();
+                pipeline.write_finished();
                 pipeline.sink.flush();
                 let now = probes.counters();
                 if now.dropped > last.dropped {
@@ -413,7 +399,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 // logrotate renamed the file (or wants it recreated): lines so far go to
                 // the old one, the next ones to a new one at the same path.
-                pipeline.write_emitted();
+                pipeline.write_finished();
                 if let Err(e) = pipeline.sink.reopen() {
                     log::error!(
                         "cannot reopen {} on SIGHUP: {e}; still writing to the file open before",
@@ -428,12 +414,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     pipeline.drain(ring.get_mut(), &mut probes);
     probes.detach();
     pipeline.drain(ring.get_mut(), &mut probes);
-    pipeline.tracker.finish_all(&mut pipeline.emitted);
-    pipeline.write_emitted();
+    pipeline.stages.finish_all();
+    pipeline.write_finished();
     let flushed = pipeline.sink.finish();
     let c = probes.counters();
     if cli.quiet == 0 {
-        let s = pipeline.tracker.stats;
+        let s = pipeline.stages.tracker.stats;
         eprintln!(
             "http-profiler: {} messages written to {}; ring buffer: {} records, {} dropped; \
              {} bytes not captured; {} syscalls on connections that are not HTTP; \

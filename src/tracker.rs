@@ -530,4 +530,4 @@ impl Tracker {
 
 #[cfg(test)]
 #[path = "tracker_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,8 @@ use crate::http::StartLine;
 
 const SOCK: u64 = 0xffff_8880_0000_1000;
 
-fn header(direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader {
+/// A data record's header for connection SOCK of process 10 (also used by `stages`'s tests).
+pub(crate) fn header(direction: u8, pos: u64, len: usize, ts: u64) -> DataHeader {
     DataHeader {
         kind: RecordKind::Data as u32,
         flags: FLAG_LAST_CHUNK,
