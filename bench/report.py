@@ -185,6 +185,26 @@ def connection_lines(meta):
             f"times larger{spread} (no target).")
     return lines
 
+
+def closed_loop_cpu_lines(closed):
+    """CPU per exchange of nginx, of wrk and of the observer in the closed loop: where
+    each mode's loss lies (runs from before these figures were kept have none)."""
+    parts = []
+    for mode in observers.MODES:
+        service = closed.per_exchange(mode, "service_cpu_seconds", 1e6)
+        load = closed.per_exchange(mode, "load_cpu_seconds", 1e6)
+        if service is None or load is None:
+            continue
+        observer = closed.per_exchange(mode, "cpu_seconds", 1e6)
+        parts.append(f"{mode} {service:.2f} / {load:.2f} / {fmt(observer, '.2f')}")
+    if not parts:
+        return []
+    return [f"- CPU per exchange in the closed loop (nginx; µs of nginx's workers / wrk / the observer, "
+            f"medians; no target): {'; '.join(parts)}. nginx's and wrk's include the kernel's work "
+            f"in their syscalls, loopback TCP included, and the probes that run in them. With both "
+            f"CPUs busy the three add up to about the two CPUs' time per exchange, so what a mode "
+            f"adds to them is what lowers its requests/s."]
+
 def targets_section(runs, meta):
     lines = []
     closed = Figures(runs, "nginx", "closed", None)
@@ -208,6 +228,7 @@ def targets_section(runs, meta):
                      f"capture {full:.1%}: attaching at all costs {1 - empty:.1%}, the programs' early "
                      f"exits {empty - hooks:+.1%} on top, capturing and writing {hooks - full:+.1%} "
                      f"(differences of medians, noise included).")
+    lines += closed_loop_cpu_lines(closed)
     rate = meta["settings"]["soak_rate"]
     fixed = Figures(runs, "nginx", "rate", rate)
     bpf = fixed.per_exchange("full", "bpf_ns", 1.0)

@@ -3,7 +3,9 @@ fixed rates, then a 60 s run at a fixed rate, a many-connections memory check an
 connection table's housekeeping (bench/housekeeping.rs) and the reader's own work per
 exchange (bench/reader_cost.rs: timed, and its instructions counted under callgrind), and
 what each mode adds to a service's syscalls, timed in one thread (bench/syscall_cost.rs).
-Raw figures go to bench/results/<time>.json; report.py turns them into the table and plot.
+Each run also keeps the CPU the service's processes and the load generator used over the
+load. Raw figures go to bench/results/<time>.json; report.py turns them into the table and
+plot.
 
 Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (5, per load), BENCH_RATES
 (requests/s against nginx, "5000,10000,20000,40000"), BENCH_DEMO_RATES ("20000"),
@@ -108,7 +110,13 @@ def measure(target, mode, workdir, idle_pid, load, bpf):
         cpu0 = observers.cpu_seconds(obs.pid) if obs.pid else 0.0
         has_programs = isinstance(obs, (observers.Profiler, observers.EmptyHooks))
         bpf0 = bpfstats.snapshot(obs.pid) if bpf and has_programs else None
+        # The service's own CPU over the load (its processes' and threads' schedstat: the
+        # kernel's work in its syscalls and the probes that run in them included), so that
+        # a closed loop's loss shows where it lies.
+        service = observers.pids_of(target.proc)
+        service0 = sum(observers.cpu_seconds(p) for p in service)
         result = load()
+        result["service_cpu_seconds"] = sum(observers.cpu_seconds(p) for p in service) - service0
         if obs.pid:
             settle(obs.pid)
         cpu = observers.cpu_seconds(obs.pid) - cpu0 if obs.pid else None
