@@ -199,7 +199,7 @@ def closed_loop_cpu_lines(closed):
         parts.append(f"{mode} {service:.2f} / {load:.2f} / {fmt(observer, '.2f')}")
     if not parts:
         return []
-    return [f"- CPU per exchange in the closed loop (nginx; µs of nginx's workers / wrk / the observer, "
+    return [f"- CPU per exchange in the closed loop (nginx; µs of nginx's processes / wrk / the observer, "
             f"medians; no target): {'; '.join(parts)}. nginx's and wrk's include the kernel's work "
             f"in their syscalls, loopback TCP included, and the probes that run in them. With both "
             f"CPUs busy the three add up to about the two CPUs' time per exchange, so what a mode "
