@@ -130,7 +130,6 @@ def cost_split_lines(runs):
     return lines
 
 
-
 def connection_rounds(meta):
     """The many-connections runs as (full table, quarter table) lists: the rounds of
     `conns_rounds`, or the one pair older results kept as `conns` and `conns_small_table`."""
@@ -204,6 +203,7 @@ def closed_loop_cpu_lines(closed):
             f"in their syscalls, loopback TCP included, and the probes that run in them. With both "
             f"CPUs busy the three add up to about the two CPUs' time per exchange, so what a mode "
             f"adds to them is what lowers its requests/s."]
+
 
 def targets_section(runs, meta):
     lines = []

@@ -15,9 +15,10 @@ use crate::{
 };
 
 pub struct Stages {
+    /// Public for its counters (`Tracker::stats`).
     pub tracker: Tracker,
-    pub procs: ProcessCache,
-    pub clock: WallClock,
+    procs: ProcessCache,
+    clock: WallClock,
     format: Format,
     kept: output::Kept,
     /// Messages finished and not yet written.
