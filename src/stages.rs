@@ -61,6 +61,12 @@ impl Stages {
         }
     }
 
+    /// The same stages with `procs` as the process cache (one reading another /proc, or
+    /// none, for tests and fuzzing).
+    pub fn with_process_cache(self, procs: ProcessCache) -> Self {
+        Self { procs, ..self }
+    }
+
     /// Takes one record: a data record's thread name into the process cache (an exec's
     /// new name replaces the old), then the record into the connection table. Returns a
     /// connection the probes are to stop copying (see `Tracker::on_record`).

@@ -1,36 +1,47 @@
-//! The whole pure pipeline: records as the probes write them (arbitrary syscall boundaries,
-//! both directions, several connections, lost and uncopied bytes, repeats, closes, socket
-//! reuse, timeouts) through the connection table, stream cursors, parsers, pairing and
-//! JSON output.
+//! The whole pure pipeline as the profiler runs it (src/stages.rs): records as the probes
+//! write them (arbitrary syscall boundaries, both directions, several connections, lost
+//! and uncopied bytes, repeats, closes, socket reuse, execs, timeouts) through the process
+//! cache, the connection table, stream cursors, parsers, pairing and JSON output. Each
+//! line is written as the profiler writes it, reusing the parts of the connection's last
+//! lines that it keeps, and must be byte for byte the line written afresh.
 
 #![no_main]
 
 use http_profiler::{
-    clock::WallClock,
     http::Limits,
+    output::{self, Format},
     procinfo::ProcessCache,
     record::Record,
-    tracker::{Emitted, Tracker},
+    redact::Redactor,
+    stages::Stages,
+    tracker::Tracker,
 };
 use http_profiler_common::{
-    CloseRecord, DataHeader, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE, FLAG_OMITTED_SPLICE,
-    RecordKind,
+    COMM_LEN, CloseRecord, DataHeader, ExecRecord, FLAG_LAST_CHUNK, FLAG_OMITTED_SENDFILE,
+    FLAG_OMITTED_SPLICE, RecordKind,
 };
 use http_profiler_fuzz::{Input, check, limits};
 use libfuzzer_sys::fuzz_target;
 
 const SOCKS: usize = 4;
 
+/// Thread names the records carry: a name, none (sent before on that connection), another.
+const NAMES: [[u8; COMM_LEN]; 3] = [
+    *b"fuzz\0\0\0\0\0\0\0\0\0\0\0\0",
+    [0; COMM_LEN],
+    *b"exec'd\0\0\0\0\0\0\0\0\0\0",
+];
+
 struct Driver {
-    tracker: Tracker,
+    stages: Stages,
+    format: Format,
     limits: Limits,
     max_conns: usize,
     pos: [[u64; 2]; SOCKS],
     generation: [u32; SOCKS],
+    /// Which of NAMES each connection's records carry.
+    name: [usize; SOCKS],
     now: u64,
-    procs: ProcessCache,
-    clock: WallClock,
-    out: Vec<Emitted>,
 }
 
 impl Driver {
@@ -58,22 +69,44 @@ impl Driver {
             remote_port: 40000 + sock as u16,
             local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             remote_addr: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            comm: *b"fuzz\0\0\0\0\0\0\0\0\0\0\0\0",
+            comm: NAMES[self.name[sock]],
         }
     }
 
     fn record(&mut self, record: &Record<'_>) {
-        self.tracker.on_record(record, &mut self.out);
+        self.stages.take(record);
         self.drain();
     }
 
+    /// Writes the finished messages as the profiler does (then the next messages are
+    /// built in their boxes), checking each line.
     fn drain(&mut self) {
-        for e in &self.out {
-            check(e, self.limits, &self.procs, &self.clock);
-        }
-        // As the reader does: the next messages are built in these ones' boxes.
-        self.tracker.recycle(&mut self.out);
-        assert!(self.tracker.connections() <= self.max_conns);
+        let (limits, format) = (self.limits, &self.format);
+        self.stages.write_finished(|mut line| {
+            check(line.message, limits, line.procs, line.clock);
+            let mut written = Vec::new();
+            line.render_into(&mut written);
+            let afresh = output::render(line.message, line.procs, line.clock, format);
+            assert_eq!(
+                String::from_utf8(written).expect("lines are UTF-8"),
+                afresh,
+                "a line written with the connection's kept parts differs from the line \
+                 written afresh"
+            );
+        });
+        assert!(self.stages.tracker.connections() <= self.max_conns);
+    }
+
+    /// The process of `sock`'s records exec'd: its records carry another name from now.
+    fn exec(&mut self, sock: usize, name: usize) {
+        self.name[sock] = name % NAMES.len();
+        self.record(&Record::Exec(ExecRecord {
+            kind: RecordKind::Exec as u32,
+            _pad: 0,
+            tgid: 100 + sock as u32,
+            tid: 200,
+            comm: NAMES[self.name[sock]],
+        }));
     }
 
     fn data(&mut self, sock: usize, dir: usize, bytes: &[u8]) {
@@ -142,23 +175,35 @@ fuzz_target!(|raw: &[u8]| {
     let limits = limits(input.config);
     let max_conns = [1, 2, 3, 64][(input.config >> 2) as usize & 3];
     let max_held = [usize::MAX, 1 << 20, 8 * 1024, 0][(input.config >> 4) as usize & 3];
+    let format = if input.config & 0x40 == 0 {
+        Format {
+            with_raw: true,
+            redact: Redactor::new(&["X-Api-Key"]),
+        }
+    } else {
+        Format {
+            with_raw: false,
+            redact: Redactor::none(),
+        }
+    };
     let mut d = Driver {
-        tracker: Tracker::new(limits, max_conns, max_held),
+        // No /proc to read: names come from the records, as for processes already gone.
+        stages: Stages::new(Tracker::new(limits, max_conns, max_held), format.clone())
+            .with_process_cache(ProcessCache::with_root("/nonexistent/proc")),
+        format,
         limits,
         max_conns,
         pos: [[0; 2]; SOCKS],
         generation: [1; SOCKS],
+        name: [0; SOCKS],
         now: 1_000_000,
-        procs: ProcessCache::default(),
-        clock: WallClock::from_offset(0),
-        out: Vec::new(),
     };
     while let Some(op) = input.next_op() {
         let sock = (op.selector >> 1) as usize % SOCKS;
         let dir = (op.selector & 1) as usize;
         let len = op.len as usize;
         d.now += 1_000;
-        match op.kind % 8 {
+        match op.kind % 9 {
             0 => {
                 let bytes = input.take(len);
                 d.data(sock, dir, bytes);
@@ -179,16 +224,16 @@ fuzz_target!(|raw: &[u8]| {
             }
             6 => {
                 d.now += len as u64 * 10_000_000;
-                d.tracker
-                    .expire(d.now, 30_000_000_000, 300_000_000_000, &mut d.out);
+                d.stages.expire(d.now, 30_000_000_000, 300_000_000_000);
                 d.drain();
             }
             // Positions far along the stream, up to where they would wrap.
-            _ => d.pos[sock][dir] = u64::MAX - len as u64,
+            7 => d.pos[sock][dir] = u64::MAX - len as u64,
+            _ => d.exec(sock, len as usize),
         }
     }
     let rest = input.rest();
     d.data(0, 0, rest);
-    d.tracker.finish_all(&mut d.out);
+    d.stages.finish_all();
     d.drain();
 });
