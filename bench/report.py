@@ -205,6 +205,43 @@ def closed_loop_cpu_lines(closed):
             f"adds to them is what lowers its requests/s."]
 
 
+def bpf_by_program(figures, mode):
+    """Per program of the profiler, medians over the runs of `mode`: (ns per exchange,
+    runs per exchange, ns per run), the largest first."""
+    rows = [r for r in figures.of(mode) if r.get("bpf_runs") and r["requests"]]
+    names = sorted({name for r in rows for name in r["bpf_runs"]})
+    by_name = []
+    for name in names:
+        got = [r["bpf_runs"].get(name, [0, 0]) + [r["requests"]] for r in rows]
+        per_exchange = med([ns / n for ns, _, n in got])
+        runs = med([cnt / n for _, cnt, n in got])
+        per_run = med([ns / cnt for ns, cnt, _ in got if cnt])
+        by_name.append((name, per_exchange, runs, per_run))
+    return sorted(by_name, key=lambda row: -row[1])
+
+
+def bpf_by_program_lines(fixed, rate):
+    """Where the BPF time per exchange goes, program by program (runs from before
+    bench/run.py kept the programs apart have none)."""
+    parts = {}
+    for mode in ("full", "hooks-only"):
+        rows = [row for row in bpf_by_program(fixed, mode) if row[1] >= 1]
+        if rows:
+            parts[mode] = "; ".join(f"{name} {ns:.0f} ({runs:.2f} × {fmt(run, '.0f')})"
+                                    for name, ns, runs, run in rows)
+    if "full" not in parts:
+        return []
+    empty = [run for _, _, _, run in bpf_by_program(fixed, "empty-hooks")]
+    return [f"- BPF time by program (nginx at {rate}/s, medians; ns per exchange (runs per "
+            f"exchange × ns per run), those over 1 ns; no target): full: {parts['full']}"
+            + (f"; hooks-only: {parts['hooks-only']}" if "hooks-only" in parts else "")
+            + ". A data syscall's exit runs for the load generator's syscalls too, which leave "
+              "at the pid check: the service's own syscalls cost about the difference."
+            + (f" An empty program measures {fmt(empty[0])} ns per run (empty-hooks): what "
+               f"entering a program and the run-time accounting's clock reads cost."
+               if empty else "")]
+
+
 def targets_section(runs, meta):
     lines = []
     closed = Figures(runs, "nginx", "closed", None)
@@ -241,6 +278,7 @@ def targets_section(runs, meta):
                      + (f", with an empty program on each hook (empty-hooks) "
                         f"{fmt(fixed.per_exchange('empty-hooks', 'bpf_ns', 1.0))} ns"
                         if fixed.of("empty-hooks") else "") + ".")
+    lines += bpf_by_program_lines(fixed, rate)
     if closed.of("full-before") or fixed.of("full-before"):
         lines.append(
             f"- This build's full capture against the build BENCH_BEFORE names (full-before), medians "
