@@ -81,9 +81,25 @@ pub fn limits(config: u8) -> Limits {
     }
 }
 
-/// Every emitted message stays within its limits and renders as one valid JSON line, with
-/// credentials hidden when redaction is on.
-pub fn check(e: &Emitted, limits: Limits, procs: &ProcessCache, clock: &WallClock) {
+/// The formats every message is rendered in: with the raw payload and a header hidden on
+/// top of the credentials, and with neither.
+pub fn formats() -> [Format; 2] {
+    [
+        Format {
+            with_raw: true,
+            redact: Redactor::new(&["X-Api-Key"]),
+        },
+        Format {
+            with_raw: false,
+            redact: Redactor::none(),
+        },
+    ]
+}
+
+/// Every emitted message stays within its limits and renders as one valid JSON line in
+/// each of `formats()`, with credentials hidden when redaction is on. Returns those lines,
+/// in the order of `formats()`.
+pub fn check(e: &Emitted, limits: Limits, procs: &ProcessCache, clock: &WallClock) -> [String; 2] {
     let m = &e.paired.message;
     assert!(m.body.len() <= limits.max_body, "body over the cap");
     assert!(m.raw.len() <= limits.max_raw, "raw payload over the cap");
@@ -91,26 +107,17 @@ pub fn check(e: &Emitted, limits: Limits, procs: &ProcessCache, clock: &WallCloc
         m.body.len() as u64 <= m.body_len,
         "kept more body than counted"
     );
-    let redact = Redactor::new(&["X-Api-Key"]);
-    for format in [
-        Format {
-            with_raw: true,
-            redact: redact.clone(),
-        },
-        Format {
-            with_raw: false,
-            redact: Redactor::none(),
-        },
-    ] {
+    formats().map(|format| {
         let line = output::render(e, procs, clock, &format);
         assert!(!line.contains('\n'), "a line break inside a JSON line");
         let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         if format.redact.is_active() {
             for (name, v) in value["headers"].as_object().expect("headers") {
-                if redact.hides(name) {
+                if format.redact.hides(name) {
                     assert_eq!(v, REDACTED, "{name} not hidden");
                 }
             }
         }
-    }
+        line
+    })
 }
