@@ -152,6 +152,9 @@ in {
           AmbientCapabilities = capabilities;
           CapabilityBoundingSet = capabilities;
           LimitMEMLOCK = "infinity";
+          # The reader runs under SCHED_IDLE while it keeps up; going back to SCHED_BATCH
+          # when busy CPUs starve it needs an RLIMIT_NICE that permits nice 0.
+          LimitNICE = "+0";
           Restart = "on-failure";
           RestartSec = 5;
           # SIGTERM makes it write what is in progress and a summary: give it time.

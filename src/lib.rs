@@ -7,7 +7,7 @@
 //! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
 //! `procinfo` add wall-clock time and command lines; `stages` runs them on each record,
 //! from the process cache to the rendered line; `courtesy` decides when reading the
-//! ring buffer gives the CPU back. `check` verifies a capture of known
+//! ring buffer gives the CPU back, and `standing` under which scheduling policy it runs. `check` verifies a capture of known
 //! traffic (`http-profiler check`).
 
 pub mod check;
@@ -29,5 +29,6 @@ pub mod redact;
 pub mod seed;
 pub mod sink;
 pub mod stages;
+pub mod standing;
 pub mod stream;
 pub mod tracker;

@@ -27,6 +27,7 @@ use http_profiler::{
     seed,
     sink::Sink,
     stages::Stages,
+    standing::{self, Standing},
     tracker::Tracker,
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
@@ -184,6 +185,8 @@ struct Pipeline {
     /// Records of traffic (data and close) read from the ring buffer.
     traffic_records: u64,
     courtesy: Courtesy,
+    /// The reader's scheduling policy, when it may run under SCHED_IDLE.
+    standing: Option<Standing>,
 }
 
 impl Pipeline {
@@ -191,6 +194,8 @@ impl Pipeline {
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probes: &mut Probes) -> u64 {
         let mut bytes = 0u64;
         let started = Instant::now();
+        // Under SCHED_IDLE any thread that wakes takes the CPU at once: no need to yield.
+        let lowered = self.lowered();
         while let Some(item) = ring.next() {
             bytes += item.len() as u64;
             match record::decode(&item) {
@@ -209,13 +214,25 @@ impl Pipeline {
             }
             drop(item);
             self.write_finished();
-            if self.courtesy.should_yield(bytes, || started.elapsed()) {
+            if !lowered && self.courtesy.should_yield(bytes, || started.elapsed()) {
                 let away = courtesy::yield_cpu();
                 self.courtesy.yielded(away);
             }
         }
         self.courtesy.drained(bytes, started.elapsed());
         bytes
+    }
+
+    /// The next timed drain is due at `deadline` (the watchdog of `standing` watches it).
+    fn due(&self, deadline: Instant) {
+        if let Some(standing) = &self.standing {
+            standing.due(deadline);
+        }
+    }
+
+    /// Whether the reader runs under SCHED_IDLE now.
+    fn lowered(&self) -> bool {
+        self.standing.as_ref().is_some_and(Standing::idle)
     }
 
     /// Writes the messages finished so far, each rendered straight into the sink's
@@ -333,6 +350,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         decode_errors: 0,
         traffic_records: 0,
         courtesy: Courtesy::for_ring(cli.ring_buffer_bytes),
+        standing: None,
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
     // AsyncFd owns the RingBuf.
@@ -340,11 +358,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot poll the ring buffer: {e}")))?;
     let mut signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot handle signals: {e}")))?;
-    if let Err(e) = courtesy::run_as_batch() {
-        log::info!(
-            "cannot run as SCHED_BATCH ({e}): the reader may preempt the services it watches when it wakes"
-        );
-    }
+    pipeline.standing = match Standing::start(standing::GRACE) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::info!(
+                "the reader cannot run as SCHED_IDLE ({e}; leaving it again needs CAP_SYS_NICE or an \
+                 RLIMIT_NICE of 20, such as systemd's LimitNICE=+0): it runs as SCHED_BATCH and \
+                 yields the CPU every few records"
+            );
+            if let Err(e) = courtesy::run_as_batch() {
+                log::info!(
+                    "cannot run as SCHED_BATCH ({e}): the reader may preempt the services it watches when it wakes"
+                );
+            }
+            None
+        }
+    };
     if cli.quiet == 0 {
         eprintln!(
             "http-profiler: capturing HTTP/1.x; writing to {}; Ctrl-C to stop",
@@ -354,6 +383,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let mut pace = DrainPace::for_ring(cli.ring_buffer_bytes);
     let next_drain = tokio::time::sleep(pace.busy);
     tokio::pin!(next_drain);
+    pipeline.due(next_drain.deadline().into_std());
     let mut last_housekeeping = Instant::now();
     let mut last_expire = last_housekeeping;
     let mut last = Counters::default();
@@ -367,12 +397,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let deadline = next_drain.deadline().into_std();
                 if let Some(sooner) = pace.woken(bytes, Instant::now(), deadline) {
                     next_drain.as_mut().reset(sooner.into());
+                    pipeline.due(sooner);
                 }
             }
             () = &mut next_drain => {
                 let bytes = pipeline.drain(ring.get_mut(), &mut probes);
                 let now = Instant::now();
-                next_drain.as_mut().reset(pace.timed(bytes, now).into());
+                let due = pace.timed(bytes, now, pipeline.lowered());
+                next_drain.as_mut().reset(due.into());
+                pipeline.due(due);
+                if let Some(standing) = &pipeline.standing {
+                    standing.drained(pipeline.courtesy.caught_up());
+                }
                 if now < last_housekeeping + HOUSEKEEPING_EVERY {
                     continue;
                 }
@@ -410,6 +446,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     signals.handle().close();
+    // The last drains run raised, so that a busy machine does not hold up the exit.
+    if let Some(standing) = &pipeline.standing {
+        standing.raise();
+    }
     // Stop the probes first, then take what they wrote before they stopped.
     pipeline.drain(ring.get_mut(), &mut probes);
     probes.detach();

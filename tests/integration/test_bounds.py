@@ -172,26 +172,6 @@ def test_soak_memory_stays_capped_and_no_fd_leaks(start_profiler, tmp_path):
     assert half[-1] - half[0] < 32 * 1024, samples
 
 
-SCHED_BATCH = 3
-
-
-def scheduling_policies(pid):
-    """The scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat)."""
-    policies = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        # Fields after the command name, which may hold spaces, start at field 3.
-        policies[int(tid)] = int(stat[stat.rfind(")") + 2:].split()[41 - 3])
-    return policies
-
-
-def test_the_profiler_runs_as_a_batch_task_that_does_not_preempt_services(start_profiler):
-    profiler = start_profiler()
-    policies = scheduling_policies(profiler.proc.pid)
-    profiler.stop()
-    assert policies and all(p == SCHED_BATCH for p in policies.values()), policies
-
-
 def test_memory_freed_after_loading_the_probes_goes_back_to_the_system(start_profiler):
     # Parsing the kernel's BTF and the probe object takes tens of MiB of heap that are
     # freed once the probes are loaded; the allocator keeps such pages unless told to

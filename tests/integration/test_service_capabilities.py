@@ -4,6 +4,7 @@ capabilities listed in nixos/module.nix. This runs the binary the same way here,
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import BINARY, ROOT
+from test_scheduling import SCHED_BATCH, SCHED_IDLE, policies
+
+
+def reader_policy(pid):
+    return policies(pid).get("http-profiler")
 
 MODULE = ROOT / "nixos" / "module.nix"
 # Kernels from 5.11 charge BPF maps to the memory cgroup instead of RLIMIT_MEMLOCK, so
@@ -30,6 +36,13 @@ def module_capabilities():
     return caps
 
 
+def module_nice_limit():
+    """RLIMIT_NICE as the module's `LimitNICE = "+N"` sets it (systemd: nice N is 20 - N)."""
+    m = re.search(r'LimitNICE = "\+(\d+)";', MODULE.read_text())
+    assert m, f"no `LimitNICE = \"+N\";` in {MODULE}"
+    return 20 - int(m.group(1))
+
+
 def bounding_set():
     status = Path("/proc/self/status").read_text()
     mask = int(re.search(r"^CapBnd:\s*([0-9a-f]+)", status, re.M).group(1), 16)
@@ -37,13 +50,15 @@ def bounding_set():
     return {c.upper() for c in decoded.split("=", 1)[1].strip().split(",")}
 
 
-def run_as_nobody(caps, workdir, port):
-    """Starts the profiler as nobody with `caps` (ambient); returns (process, stderr path)."""
+def run_as_nobody(caps, workdir, port, nice_limit=None):
+    """Starts the profiler as nobody with `caps` (ambient), and RLIMIT_NICE `nice_limit`
+    when one is given; returns (process, stderr path)."""
     names = ",".join(c.lower() for c in caps)
     out, err = workdir / "events.jsonl", workdir / "stderr"
     command = f"exec {BINARY} --output {out} --port {port}"
+    limit = [] if nice_limit is None else ["prlimit", f"--nice={nice_limit}:{nice_limit}"]
     proc = subprocess.Popen(
-        [
+        limit + [
             "capsh",
             f"--caps={names}+eip cap_setuid,cap_setgid+ep",
             "--keep=1",
@@ -88,8 +103,15 @@ def test_module_capabilities_are_enough_without_root(nobody_dir, echo_server):
     caps = [c for c in wanted if c in available]
 
     _, port = echo_server
-    proc, err = run_as_nobody(caps, nobody_dir, port)
+    # Raising a hard limit takes CAP_SYS_RESOURCE, which a container may lack (systemd,
+    # which sets LimitNICE for the service, has it): then the limit stays as it is here.
+    nice_limit = module_nice_limit() if "CAP_SYS_RESOURCE" in available else None
+    proc, err = run_as_nobody(caps, nobody_dir, port, nice_limit)
     wait_for(lambda: "capturing" in err.read_text(), "capturing", proc, err)
+    # With a limit that permits nice 0 the reader can be raised again, so it runs lowered.
+    hard_limit = nice_limit if nice_limit is not None else resource.getrlimit(resource.RLIMIT_NICE)[1]
+    expected = SCHED_IDLE if hard_limit >= 20 else SCHED_BATCH
+    assert reader_policy(proc.pid) == expected, (hard_limit, err.read_text())
     for path in ("/", "/?second"):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:
             assert r.status == 200
@@ -101,6 +123,19 @@ def test_module_capabilities_are_enough_without_root(nobody_dir, echo_server):
     responses = [line for line in lines if '"status_code":200' in line]
     # Two exchanges, each seen by the client and by the server.
     assert len(responses) == 4, f"expected 4 responses in {len(lines)} lines: {lines}"
+
+
+def test_the_reader_runs_lowered_only_where_it_can_be_raised_again(nobody_dir, echo_server):
+    """SCHED_IDLE is a one-way door without CAP_SYS_NICE or an RLIMIT_NICE permitting
+    nice 0: the profiler asks before it lowers the reader, and runs it as SCHED_BATCH
+    (yielding) where it could not be raised again."""
+    caps = [c for c in module_capabilities() if c in bounding_set()]
+    for extra, expected in (([], SCHED_BATCH), (["CAP_SYS_NICE"], SCHED_IDLE)):
+        proc, err = run_as_nobody(caps + extra, nobody_dir, echo_server[1], nice_limit=0)
+        wait_for(lambda: "capturing" in err.read_text(), "capturing", proc, err)
+        assert reader_policy(proc.pid) == expected, (extra, err.read_text())
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, err.read_text()
 
 
 def test_without_tracefs_access_it_cannot_attach(nobody_dir, echo_server):
