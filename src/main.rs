@@ -448,6 +448,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     signals.handle().close();
     // The last drains run raised, so that a busy machine does not hold up the exit.
     if let Some(standing) = &pipeline.standing {
+        log::info!(
+            "the reader ran under SCHED_IDLE, raised to SCHED_BATCH {} times by busy CPUs",
+            standing.times_raised()
+        );
         standing.raise();
     }
     // Stop the probes first, then take what they wrote before they stopped.

@@ -130,6 +130,9 @@ struct Shared {
     /// Held while the policy changes, so that the two threads never cross.
     hold: Mutex<Hold>,
     raised: AtomicU64,
+    /// A raise failed and was reported: the watchdog asks again each `grace`, once said
+    /// is enough.
+    raise_failed: AtomicBool,
 }
 
 impl Shared {
@@ -148,9 +151,13 @@ impl Shared {
                     hold.current()
                 );
             }
-            Err(e) => log::error!(
-                "the reader is falling behind and cannot leave SCHED_IDLE ({e}): records may be dropped"
-            ),
+            Err(e) => {
+                if !self.raise_failed.swap(true, Ordering::Relaxed) {
+                    log::error!(
+                        "the reader is falling behind and cannot leave SCHED_IDLE ({e}): records may be dropped"
+                    );
+                }
+            }
         }
     }
 }
@@ -175,6 +182,7 @@ impl Standing {
             idle: AtomicBool::new(false),
             hold: Mutex::new(Hold::new(HOLD_MIN, HOLD_MAX)),
             raised: AtomicU64::new(0),
+            raise_failed: AtomicBool::new(false),
         });
         // Started before the reader lowers itself: a thread inherits its creator's policy.
         let watched = Arc::clone(&shared);
