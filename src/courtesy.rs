@@ -119,8 +119,8 @@ impl Courtesy {
 /// 10 ms. The batch stays under the size at which a drain counts as behind, so drains
 /// still yield the CPU every few records. A reader under SCHED_IDLE (`standing`) holds up
 /// no one and does not yield: its batches are `lowered_batch_bytes`, three times larger
-/// (at 20k exchanges/s, 6 rounds: 2.0 against 2.37 us of CPU per exchange). After each timed drain that finds
-/// nothing the sleep doubles, up to `idle`. Records still wake the reader at once where
+/// (at 20k exchanges/s, 6 rounds: 2.0 against 2.37 us of CPU per exchange). After each
+/// timed drain that finds nothing the sleep doubles, up to `idle`. Records still wake the reader at once where
 /// it matters (a connection's first record, a ring an eighth full). Housekeeping rides
 /// on the timed drains, so a drain woken by records may bring the next timed drain
 /// sooner, never later.
@@ -184,21 +184,6 @@ impl DrainPace {
                 .clamp(self.busy, self.longest_busy)
         };
         now + self.sleep
-    }
-}
-
-/// Puts the calling thread (and the threads it starts) under SCHED_BATCH: the same CPU
-/// share as before, but its wakeups do not preempt the thread running on that CPU; it runs
-/// when that thread blocks or its time slice ends. The reader wakes on a timer or a
-/// connection's first record and is never in a hurry, while a service preempted by it
-/// waits with its request in hand. Lowering a thread's own policy needs no privilege.
-pub fn run_as_batch() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; param is a valid sched_param for the call.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

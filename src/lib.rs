@@ -7,8 +7,8 @@
 //! (JSON lines, with credentials hidden by `redact`) -> `sink` (the file). `clock` and
 //! `procinfo` add wall-clock time and command lines; `stages` runs them on each record,
 //! from the process cache to the rendered line; `courtesy` decides when reading the
-//! ring buffer gives the CPU back, and `standing` under which scheduling policy it runs. `check` verifies a capture of known
-//! traffic (`http-profiler check`).
+//! ring buffer gives the CPU back, and `standing` under which scheduling policy it runs.
+//! `check` verifies a capture of known traffic (`http-profiler check`).
 
 pub mod check;
 pub mod chunked;

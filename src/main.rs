@@ -27,7 +27,7 @@ use http_profiler::{
     seed,
     sink::Sink,
     stages::Stages,
-    standing::{self, Standing},
+    standing::{self, Policy, Standing},
     tracker::Tracker,
 };
 use http_profiler_common::{COMM_LEN, MAX_PID_FILTERS, MAX_PORT_FILTERS, ProbeConfig};
@@ -366,7 +366,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                  RLIMIT_NICE of 20, such as systemd's LimitNICE=+0): it runs as SCHED_BATCH and \
                  yields the CPU every few records"
             );
-            if let Err(e) = courtesy::run_as_batch() {
+            // SCHED_BATCH: the same CPU share, but its wakeups do not preempt the thread
+            // running on that CPU. The reader wakes on a timer or a connection's first
+            // record and is never in a hurry, while a service preempted by it waits with
+            // its request in hand. Lowering a thread's own policy needs no privilege.
+            if let Err(e) = standing::set_policy(0, Policy::Batch) {
                 log::info!(
                     "cannot run as SCHED_BATCH ({e}): the reader may preempt the services it watches when it wakes"
                 );

@@ -9,16 +9,16 @@
 //! SCHED_BATCH with its yields, nginx's p99 1.09 against 1.10 times its baseline's).
 //! But on CPUs that other threads keep busy a SCHED_IDLE thread hardly runs: in the
 //! closed loop of the benchmark, without the watchdog, it read one record in ten and
-//! the ring buffer dropped the rest. So a watchdog thread, of the normal policy and asleep until the reader's
-//! next timed drain is due, raises the reader to SCHED_BATCH (the same share of CPU as
-//! any thread) when that drain is `grace` late; the reader goes back to SCHED_IDLE once it
+//! the ring buffer dropped the rest. So a watchdog thread, of the normal policy and
+//! asleep until the reader's next timed drain is due, raises the reader to SCHED_BATCH
+//! (the same share of CPU as any thread) when that drain is `grace` late; the reader goes back to SCHED_IDLE once it
 //! has caught up and a hold has passed. The hold doubles each time the reader is raised
 //! again soon after going back, so a machine that stays busy keeps it raised.
 
 use std::{
     io,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -185,7 +185,9 @@ impl Standing {
             raise_failed: AtomicBool::new(false),
         });
         // Started before the reader lowers itself: a thread inherits its creator's policy.
-        let watched = Arc::clone(&shared);
+        // It holds the shared state weakly and ends once the reader's side is gone (also
+        // when lowering fails below).
+        let watched = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("reader-watchdog".into())
             .spawn(move || watch(&watched, grace))?;
@@ -239,9 +241,9 @@ impl Standing {
 }
 
 /// The watchdog: sleeps until the reader's timed drain is `grace` late and raises it if
-/// it has not run that drain by then.
-fn watch(shared: &Shared, grace: Duration) {
-    loop {
+/// it has not run that drain by then; ends when the reader's side is dropped.
+fn watch(shared: &Weak<Shared>, grace: Duration) {
+    while let Some(shared) = shared.upgrade() {
         let due = shared.due_ns.load(Ordering::Acquire);
         let now = monotonic_ns();
         if !late(due, now, grace) {
